@@ -1,0 +1,5 @@
+"""``python -m evaltui``."""
+
+from evaltui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""The command line: parse, open the store, call the core, print.
+
+Errors are one readable line on stderr and a non-zero exit, never a traceback
+(set EVALTUI_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from evaltui import __version__
+from evaltui.errors import EvaltuiError, InvalidInput
+from evaltui.models import CaseKind
+from evaltui.store import DEFAULT_DB, Store
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", type=Path, default=DEFAULT_DB, help="project file (default: ./evals.duckdb)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render `--help`)."""
+    parser = argparse.ArgumentParser(
+        prog="evaltui",
+        description="Label LLM outputs in the terminal, calibrate raters and judges, ship rubrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"evaltui {__version__}")
+    _db_option(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="copy the sample data into a fresh project and open it")
+    p.add_argument(
+        "--dir", type=Path, help="where to build the demo project (default: a new temp folder)"
+    )
+    p.add_argument("--no-ui", action="store_true", help="build the project and print its path only")
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("init", help="create an empty project file")
+    p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
+    _db_option(p)
+    p.set_defaults(handler=_init)
+
+    p = sub.add_parser("import", help="import cases from JSONL, JSON, CSV or Parquet")
+    p.add_argument("file", type=Path, metavar="FILE")
+    _db_option(p)
+    p.add_argument(
+        "--kind",
+        choices=[k.value for k in CaseKind],
+        help="single or pair (default: from the columns)",
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="take a case field from a column; FIELD=A+B joins text columns",
+    )
+    p.add_argument(
+        "--id",
+        metavar="COLUMN",
+        help="column holding the case id (default: id, else a content hash)",
+    )
+    p.add_argument("--split", metavar="NAME", help="put every imported case in this split")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="tag every imported case"
+    )
+    p.add_argument("--reason", metavar="TEXT", help="why these cases were added (provenance)")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="import the valid records, list the rest"
+    )
+    p.set_defaults(handler=_import)
+
+    labels = sub.add_parser("labels", help="labels made elsewhere").add_subparsers(
+        dest="labels_command", metavar="COMMAND", required=True
+    )
+    p = labels.add_parser("import", help="import one rater's labels for a rubric")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--rater", required=True, metavar="NAME")
+    p.add_argument("--rubric", required=True, metavar="NAME")
+    _db_option(p)
+    p.add_argument(
+        "--case-id", metavar="COLUMN", help="column naming the case (default: case_id or id)"
+    )
+    p.add_argument(
+        "--value", metavar="COLUMN", help="column holding the label (default: label or value)"
+    )
+    p.add_argument(
+        "--values", metavar="RAW=LABEL,...", help="map raw values to labels, e.g. 1=A,2=B,0=tie"
+    )
+    p.set_defaults(handler=_labels_import)
+
+    export = sub.add_parser("export", help="write data out").add_subparsers(
+        dest="export_command", metavar="WHAT", required=True
+    )
+    p = export.add_parser("labels", help="current labels with provenance (.jsonl, .csv, .parquet)")
+    p.add_argument("out", type=Path, metavar="OUT")
+    _db_option(p)
+    p.add_argument("--rubric", metavar="NAME")
+    p.set_defaults(handler=_export_labels)
+
+    rubric = sub.add_parser("rubric", help="rubric TOML files").add_subparsers(
+        dest="rubric_command", metavar="COMMAND", required=True
+    )
+    p = rubric.add_parser("import", help="add a rubric (and its judge) from TOML")
+    p.add_argument("file", type=Path, metavar="FILE.toml")
+    _db_option(p)
+    p.set_defaults(handler=_rubric_import)
+    p = rubric.add_parser("export", help="write a rubric (and its judge) as TOML")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("out", type=Path, metavar="OUT.toml")
+    _db_option(p)
+    p.set_defaults(handler=_rubric_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = getattr(args, "handler", _home)
+    try:
+        return handler(args)
+    except EvaltuiError as error:
+        print(f"evaltui: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("evaltui: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, but the user still gets one line
+        if os.environ.get("EVALTUI_DEBUG"):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"evaltui: internal error: {type(error).__name__}: {first} "
+            "(run with EVALTUI_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+def _home(args: argparse.Namespace) -> int:
+    return _run_ui(args.db)
+
+
+def _run_ui(db: Path) -> int:
+    store = Store.open(db)
+    from evaltui.ui.app import EvaltuiApp  # the UI loads only when it is shown
+
+    try:
+        EvaltuiApp(store).run()
+    finally:
+        store.close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from evaltui.demo import build_demo_project
+
+    db = build_demo_project(args.dir)
+    if args.no_ui:
+        print(db)
+        return 0
+    return _run_ui(db)
+
+
+def _init(args: argparse.Namespace) -> int:
+    path: Path = args.path or args.db
+    existed = path.exists()
+    with Store.open(path) as store:
+        version = store.schema_version
+    print(f"{path}: {'already a project' if existed else 'created'} (schema {version})")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from evaltui.ingest import import_cases, parse_map
+
+    mapping = parse_map(args.map)
+    if args.id:
+        if "id" in mapping:
+            raise InvalidInput("give the id column with --id or --map id=COLUMN, not both")
+        mapping["id"] = [args.id]
+    with Store.open(args.db) as store:
+        report = import_cases(
+            store,
+            args.file,
+            kind=CaseKind(args.kind) if args.kind else None,
+            mapping=mapping,
+            split=args.split,
+            tags=args.tag,
+            reason=args.reason,
+            skip_invalid=args.skip_invalid,
+        )
+    for line in report.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    for line in report.converted:
+        print(f"note: {line}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _labels_import(args: argparse.Namespace) -> int:
+    from evaltui.ingest import import_labels, parse_values
+
+    with Store.open(args.db, create=False) as store:
+        report = import_labels(
+            store,
+            args.file,
+            rater=args.rater,
+            rubric=args.rubric,
+            case_id_column=args.case_id,
+            value_column=args.value,
+            values=parse_values(args.values) if args.values else None,
+        )
+    print(report.summary())
+    return 0
+
+
+def _export_labels(args: argparse.Namespace) -> int:
+    from evaltui.ingest import export_labels
+
+    with Store.open(args.db, create=False) as store:
+        count = export_labels(store, args.out, rubric=args.rubric)
+    print(f"{args.out}: {count} label(s)")
+    return 0
+
+
+def _rubric_import(args: argparse.Namespace) -> int:
+    from evaltui import rubric_toml
+
+    parsed = rubric_toml.load(args.file)
+    rubric = parsed.to_rubric()
+    judge = parsed.to_judge()
+    with Store.open(args.db) as store:
+        added = store.save_rubric(rubric)
+        if judge is not None:
+            store.save_judge(judge)
+    state = "added" if added else "unchanged"
+    print(f"rubric {rubric.name} version {rubric.version}: {state}")
+    return 0
+
+
+def _rubric_export(args: argparse.Namespace) -> int:
+    from evaltui import rubric_toml
+
+    with Store.open(args.db, create=False) as store:
+        rubric = store.get_rubric(args.name)
+        judges = [j for j in store.judges(rubric.name) if j.name == "default"]
+    rubric_toml.dump(
+        rubric_toml.RubricFile.from_models(rubric, judges[-1] if judges else None), args.out
+    )
+    print(f"{args.out}: rubric {rubric.name} version {rubric.version}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

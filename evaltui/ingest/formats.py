@@ -1,0 +1,85 @@
+"""File formats evaltui reads and writes, and the DuckDB reader for each."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from evaltui.errors import InvalidInput
+
+# A JSON value larger than DuckDB's default 16 MB buffer is still a valid case;
+# raise the limit so the fast path and the diagnostic path accept the same files.
+_MAX_OBJECT_BYTES = 512 * 1024 * 1024
+
+
+class Format(StrEnum):
+    """A file format, named as users name it."""
+
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+
+
+_SUFFIXES = {
+    ".jsonl": Format.jsonl,
+    ".ndjson": Format.jsonl,
+    ".json": Format.json,
+    ".csv": Format.csv,
+    ".tsv": Format.csv,
+    ".parquet": Format.parquet,
+    ".pq": Format.parquet,
+}
+
+
+def detect_format(path: Path) -> Format:
+    """The format of an input file, by suffix; a `.json` file holding lines is JSONL.
+
+    Raises InvalidInput for a missing, empty or unknown file.
+    """
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file")
+    if path.is_dir():
+        raise InvalidInput(f"{path}: is a folder, not a file")
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIXES))
+        raise InvalidInput(f"{path}: unknown file type {path.suffix or '(none)'!r}; use {known}")
+    with path.open("rb") as f:
+        head = f.read(65536).lstrip()
+    if not head:
+        raise InvalidInput(f"{path}: the file is empty")
+    if fmt is Format.json and not head.startswith(b"["):
+        fmt = Format.jsonl
+    return fmt
+
+
+def output_format(path: Path) -> Format:
+    """The format to write, by suffix (`.json` writes JSON lines)."""
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"{path}: unknown output type; use .jsonl, .csv or .parquet")
+    return Format.jsonl if fmt is Format.json else fmt
+
+
+def reader_sql(fmt: Format, columns: dict[str, str] | None = None) -> str:
+    """A DuckDB table function reading the file given as the first parameter (`?`).
+
+    `columns` (name -> DuckDB type) fixes the schema of a JSON lines file
+    instead of letting DuckDB detect it.
+    """
+    if fmt is Format.jsonl:
+        schema = ""
+        if columns:
+            # Names and types are ours (never the user's), so inlining them is safe.
+            schema = ", columns={" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+        return (
+            f"read_json(?, format='newline_delimited', maximum_object_size={_MAX_OBJECT_BYTES}"
+            f"{schema})"
+        )
+    if fmt is Format.json:
+        return f"read_json(?, format='array', maximum_object_size={_MAX_OBJECT_BYTES})"
+    if fmt is Format.csv:
+        # CSV carries no types: every cell is text, and JSON-valued fields are parsed later.
+        return "read_csv(?, all_varchar=true, header=true)"
+    return "read_parquet(?)"

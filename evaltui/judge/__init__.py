@@ -1,0 +1,1 @@
+"""LLM judges: prompt rendering, the litellm runner, verdict parsing."""

@@ -1,0 +1,117 @@
+"""Opening a project file: one DuckDB connection per process, migrated to the current schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from evaltui.errors import ProjectLocked, SchemaError
+from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def now() -> datetime:
+    """The current time in UTC, without tzinfo: every stored time is UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _describe_process(pid: int) -> str:
+    """The command line of a running process, or '' when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+
+
+def locked_message(path: Path, error: duckdb.Error) -> str:
+    """A plain sentence naming the process that holds `path` and what to do instead."""
+    match = _LOCK_HOLDER.search(str(error))
+    if match is None:
+        holder = "another process"
+    else:
+        pid = int(match["pid"])
+        command = _describe_process(pid) or match["program"]
+        holder = f"another process (PID {pid}: {command})"
+    return (
+        f"{path} is open in {holder}; a project file can be opened by one process at a time. "
+        f"To label together, serve it with 'evaltui serve {path}' and connect to the server."
+    )
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file at `path`, turning a lock held elsewhere into ProjectLocked."""
+    target = str(path)
+    try:
+        return duckdb.connect(target, read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise ProjectLocked(locked_message(Path(path), error)) from None
+        raise SchemaError(f"cannot open {path}: {error}") from None
+    except duckdb.Error as error:
+        raise SchemaError(f"{path} is not a DuckDB project file ({error})") from None
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The recorded schema version; 0 for an empty file; None for a foreign database."""
+    cur = con.cursor()
+    tables = {row[0] for row in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "meta" in tables:
+        row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else None
+    return 0 if not tables else None
+
+
+def migrate(
+    con: duckdb.DuckDBPyConnection, path: Path | str, *, target: int = SCHEMA_VERSION
+) -> int:
+    """Apply the migrations after the file's version up to `target`; return the version reached."""
+    version = schema_version(con)
+    if version is None:
+        raise SchemaError(f"{path} is a DuckDB file but not an evaltui project")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path} was written by a newer evaltui (schema {version}; this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade evaltui to open it"
+        )
+    cur = con.cursor()
+    for number in range(version + 1, target + 1):
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            if number == 1:
+                cur.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+                cur.execute("INSERT INTO meta VALUES ('schema_version', '0')")
+            for statement in MIGRATIONS[number - 1]:
+                cur.execute(statement)
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(number)])
+            cur.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [f"migrated_{number}_at", now().isoformat()],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    return max(version, target)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor inside one transaction: committed on success, rolled back on any error."""
+    cur = con.cursor()
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        yield cur
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    else:
+        cur.execute("COMMIT")
+    finally:
+        cur.close()

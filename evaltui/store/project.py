@@ -1,0 +1,425 @@
+"""The project store: one DuckDB file, queried through cursors, returning domain models."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import duckdb
+
+from evaltui.errors import InvalidInput, NotFound
+from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric
+from evaltui.store.db import connect, migrate, now, transaction
+
+DEFAULT_DB = Path("evals.duckdb")
+"""The project file used when `--db` is not given."""
+
+_CASE_COLUMNS = (
+    "id, kind, input, messages, output, output_a, output_b, metadata, split, tags, "
+    "source, imported_at, reason"
+)
+_LABEL_COLUMNS = (
+    "id, case_id, rubric, rubric_version, rater, value, note, tags, shown_swapped, seconds, "
+    "created_at, source"
+)
+_RUBRIC_COLUMNS = (
+    "name, version, kind, status, question, pass_definition, fail_definition, checklist, "
+    "examples_pass, examples_fail, created_at"
+)
+
+
+class Store:
+    """An open project. One per process; every call uses its own cursor.
+
+    Every write is committed before the method returns, so a label the caller
+    was told about survives the process being killed.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | str) -> None:
+        self._con = con
+        self.path = path
+        """Where the project lives (a file path)."""
+
+    @classmethod
+    def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Self:
+        """Open (creating and migrating as needed) the project at `path`."""
+        if not create and not Path(path).exists():
+            raise NotFound(f"no project at {path}; create one with 'evaltui init {path}'")
+        con = connect(path)
+        try:
+            migrate(con, path)
+        except BaseException:
+            con.close()
+            raise
+        return cls(con, path)
+
+    def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL into the file)."""
+        self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor on the project's one connection."""
+        return self._con.cursor()
+
+    def transaction(self) -> Any:
+        """A cursor in a transaction, committed on success (`with store.transaction() as cur`)."""
+        return transaction(self._con)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        row = self.cursor().execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # Cases ---------------------------------------------------------------
+
+    def count_cases(self) -> int:
+        """How many cases the project holds."""
+        row = self.cursor().execute("SELECT count(*) FROM cases").fetchone()
+        return int(row[0]) if row else 0
+
+    def case_ids(self) -> list[str]:
+        """Every case id, in import order."""
+        return [
+            r[0] for r in self.cursor().execute("SELECT id FROM cases ORDER BY rowid").fetchall()
+        ]
+
+    def get_case(self, case_id: str) -> Case:
+        """The case with this id."""
+        cur = self.cursor()
+        row = cur.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", [case_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no case with id {case_id!r}")
+        return _case_from_row(row)
+
+    def cases(self, offset: int = 0, limit: int = 100) -> list[Case]:
+        """A window of cases in import order (never the whole table)."""
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {_CASE_COLUMNS} FROM cases ORDER BY rowid LIMIT ? OFFSET ?",
+                [limit, offset],
+            )
+            .fetchall()
+        )
+        return [_case_from_row(r) for r in rows]
+
+    # Rubrics -------------------------------------------------------------
+
+    def save_rubric(self, rubric: Rubric) -> bool:
+        """Store a rubric version; False when that exact version is already stored.
+
+        A different text under an existing name and version is refused: versions
+        are immutable because labels record the version they were made under.
+        """
+        try:
+            existing = self.get_rubric(rubric.name, rubric.version)
+        except NotFound:
+            existing = None
+        if existing is not None:
+            if _rubric_text(existing) == _rubric_text(rubric):
+                return False
+            raise InvalidInput(
+                f"rubric {rubric.name!r} version {rubric.version} already exists with different "
+                f"text; give the changed rubric version {self.latest_rubric_version(rubric.name) + 1}"
+            )
+        self.cursor().execute(
+            f"INSERT INTO rubrics ({_RUBRIC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                rubric.name,
+                rubric.version,
+                rubric.kind.value,
+                rubric.status.value,
+                rubric.question,
+                rubric.pass_,
+                rubric.fail,
+                list(rubric.checklist),
+                list(rubric.examples_pass),
+                list(rubric.examples_fail),
+                rubric.created_at or now(),
+            ],
+        )
+        return True
+
+    def latest_rubric_version(self, name: str) -> int:
+        """The highest stored version of a rubric, 0 when there is none."""
+        row = (
+            self.cursor()
+            .execute("SELECT coalesce(max(version), 0) FROM rubrics WHERE name = ?", [name])
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def get_rubric(self, name: str, version: int | None = None) -> Rubric:
+        """A rubric version; the latest when `version` is None."""
+        cur = self.cursor()
+        if version is None:
+            row = cur.execute(
+                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics WHERE name = ? ORDER BY version DESC LIMIT 1",
+                [name],
+            ).fetchone()
+        else:
+            row = cur.execute(
+                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics WHERE name = ? AND version = ?",
+                [name, version],
+            ).fetchone()
+        if row is None:
+            known = ", ".join(r.name for r in self.rubrics()) or "none yet"
+            which = name if version is None else f"{name} version {version}"
+            raise NotFound(
+                f"no rubric {which!r} in {self.path} (rubrics: {known}); "
+                "add one with 'evaltui rubric import FILE.toml'"
+            )
+        return _rubric_from_row(row)
+
+    def rubrics(self) -> list[Rubric]:
+        """The latest version of every rubric, by name."""
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics QUALIFY version = max(version) OVER "
+                "(PARTITION BY name) ORDER BY name"
+            )
+            .fetchall()
+        )
+        return [_rubric_from_row(r) for r in rows]
+
+    # Judges --------------------------------------------------------------
+
+    def save_judge(self, judge: Judge) -> bool:
+        """Store a judge version; False when that version is already stored."""
+        cur = self.cursor()
+        if cur.execute("SELECT 1 FROM judges WHERE version = ?", [judge.version]).fetchone():
+            return False
+        cur.execute(
+            "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                judge.version,
+                judge.rubric,
+                judge.name,
+                judge.model,
+                judge.api_base,
+                judge.prompt,
+                json.dumps(judge.params, sort_keys=True),
+                list(judge.few_shot),
+                now(),
+            ],
+        )
+        return True
+
+    def judges(self, rubric: str) -> list[Judge]:
+        """Every judge version of a rubric, oldest first."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT name, rubric, model, api_base, prompt, params, few_shot FROM judges "
+                "WHERE rubric = ? ORDER BY created_at",
+                [rubric],
+            )
+            .fetchall()
+        )
+        return [
+            Judge(
+                name=r[0],
+                rubric=r[1],
+                model=r[2],
+                api_base=r[3],
+                prompt=r[4],
+                params=json.loads(r[5]),
+                few_shot=tuple(r[6]),
+            )
+            for r in rows
+        ]
+
+    # Raters --------------------------------------------------------------
+
+    def ensure_rater(self, name: str, kind: RaterKind = RaterKind.human) -> Rater:
+        """The rater with this name, registering it on first use."""
+        cur = self.cursor()
+        row = cur.execute("SELECT name, kind FROM raters WHERE name = ?", [name]).fetchone()
+        if row is None:
+            cur.execute("INSERT OR IGNORE INTO raters VALUES (?, ?, ?)", [name, kind.value, now()])
+            return Rater(name=name, kind=kind)
+        return Rater(name=row[0], kind=RaterKind(row[1]))
+
+    def raters(self) -> list[Rater]:
+        """Every known rater."""
+        rows = self.cursor().execute("SELECT name, kind FROM raters ORDER BY name").fetchall()
+        return [Rater(name=r[0], kind=RaterKind(r[1])) for r in rows]
+
+    # Labels --------------------------------------------------------------
+
+    def add_label(
+        self,
+        case_id: str,
+        rubric: Rubric,
+        rater: str,
+        value: str | None,
+        *,
+        note: str = "",
+        tags: Sequence[str] = (),
+        shown_swapped: bool | None = None,
+        seconds: float | None = None,
+        label_id: str | None = None,
+        source: str | None = None,
+    ) -> Label:
+        """Append a label row (value None clears) and return it once committed.
+
+        A retry with the same `label_id` is ignored, so a write repeated after a
+        dropped connection is never stored twice.
+        """
+        if value is not None and value not in rubric.values:
+            raise InvalidInput(
+                f"{value!r} is not a label for {rubric.kind.value} rubric {rubric.name!r} "
+                f"(use {', '.join(rubric.values)})"
+            )
+        if not self.cursor().execute("SELECT 1 FROM cases WHERE id = ?", [case_id]).fetchone():
+            raise NotFound(f"no case with id {case_id!r}")
+        self.ensure_rater(rater)
+        label = Label(
+            id=label_id or uuid.uuid4().hex,
+            case_id=case_id,
+            rubric=rubric.name,
+            rubric_version=rubric.version,
+            rater=rater,
+            value=value,
+            note=note,
+            tags=tuple(tags),
+            shown_swapped=shown_swapped,
+            seconds=seconds,
+            created_at=now(),
+            source=source,
+        )
+        self.insert_labels([label])
+        return label
+
+    def insert_labels(self, labels: Iterable[Label]) -> None:
+        """Append many already-validated label rows in one transaction."""
+        rows = list(labels)
+        if not rows:
+            return
+        # One statement for the whole batch: each column goes in as a list, unnested in step.
+        columns = [
+            [lb.id for lb in rows],
+            [lb.case_id for lb in rows],
+            [lb.rubric for lb in rows],
+            [lb.rubric_version for lb in rows],
+            [lb.rater for lb in rows],
+            [lb.value for lb in rows],
+            [lb.note for lb in rows],
+            [list(lb.tags) for lb in rows],
+            [lb.shown_swapped for lb in rows],
+            [lb.seconds for lb in rows],
+            [lb.created_at or now() for lb in rows],
+            [lb.source for lb in rows],
+        ]
+        with self.transaction() as cur:
+            cur.execute(
+                f"INSERT OR IGNORE INTO labels ({_LABEL_COLUMNS}) SELECT unnest(?::VARCHAR[]), "
+                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
+                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
+                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+                columns,
+            )
+
+    def current_labels(self, rubric: str, rater: str | None = None) -> list[Label]:
+        """Each rater's current label per case under a rubric (all versions)."""
+        sql = f"SELECT {_LABEL_COLUMNS} FROM current_labels WHERE rubric = ?"
+        params: list[Any] = [rubric]
+        if rater is not None:
+            sql += " AND rater = ?"
+            params.append(rater)
+        rows = self.cursor().execute(sql + " ORDER BY seq", params).fetchall()
+        return [_label_from_row(r) for r in rows]
+
+    def label_history(self, case_id: str, rubric: str, rater: str) -> list[Label]:
+        """Every row ever written for one rater, case and rubric, oldest first."""
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
+                "ORDER BY seq",
+                [case_id, rubric, rater],
+            )
+            .fetchall()
+        )
+        return [_label_from_row(r) for r in rows]
+
+    def count_labels(self, rubric: str | None = None, *, current: bool = True) -> int:
+        """How many labels (current ones, or every row when `current` is False)."""
+        table = "current_labels" if current else "labels"
+        if rubric is None:
+            row = self.cursor().execute(f"SELECT count(*) FROM {table}").fetchone()
+        else:
+            row = (
+                self.cursor()
+                .execute(f"SELECT count(*) FROM {table} WHERE rubric = ?", [rubric])
+                .fetchone()
+            )
+        return int(row[0]) if row else 0
+
+
+def _rubric_text(rubric: Rubric) -> dict[str, Any]:
+    return rubric.model_dump(exclude={"created_at", "status"})
+
+
+def _rubric_from_row(row: Sequence[Any]) -> Rubric:
+    return Rubric(
+        name=row[0],
+        version=row[1],
+        kind=row[2],
+        status=row[3],
+        question=row[4],
+        pass_=row[5],
+        fail=row[6],
+        checklist=tuple(row[7]),
+        examples_pass=tuple(row[8]),
+        examples_fail=tuple(row[9]),
+        created_at=row[10],
+    )
+
+
+def _case_from_row(row: Sequence[Any]) -> Case:
+    return Case(
+        id=row[0],
+        kind=row[1],
+        input=row[2],
+        messages=json.loads(row[3]) if row[3] is not None else None,
+        output=row[4],
+        output_a=row[5],
+        output_b=row[6],
+        metadata=json.loads(row[7]) if row[7] is not None else {},
+        split=row[8],
+        tags=tuple(row[9] or ()),
+        source=row[10],
+        imported_at=row[11],
+        reason=row[12],
+    )
+
+
+def _label_from_row(row: Sequence[Any]) -> Label:
+    return Label(
+        id=row[0],
+        case_id=row[1],
+        rubric=row[2],
+        rubric_version=row[3],
+        rater=row[4],
+        value=row[5],
+        note=row[6],
+        tags=tuple(row[7] or ()),
+        shown_swapped=row[8],
+        seconds=row[9],
+        created_at=row[10],
+        source=row[11],
+    )

@@ -1,0 +1,140 @@
+"""The project file's schema as an ordered list of migrations.
+
+Each migration moves the schema from version N-1 to N. They are applied in
+order, each in its own transaction, and the reached version is recorded in
+`meta`. Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Migration = Sequence[str]
+
+MIGRATIONS: list[Migration] = [
+    # 1: cases, rubrics, raters, append-only labels.
+    [
+        """CREATE TABLE cases (
+            id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            input VARCHAR,
+            messages JSON,
+            output VARCHAR,
+            output_a VARCHAR,
+            output_b VARCHAR,
+            metadata JSON,
+            split VARCHAR,
+            tags VARCHAR[],
+            source VARCHAR,
+            imported_at TIMESTAMP
+        )""",
+        """CREATE TABLE rubrics (
+            name VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            kind VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            question VARCHAR NOT NULL,
+            pass_definition VARCHAR NOT NULL,
+            fail_definition VARCHAR NOT NULL,
+            checklist VARCHAR[] NOT NULL,
+            examples_pass VARCHAR[] NOT NULL,
+            examples_fail VARCHAR[] NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (name, version)
+        )""",
+        """CREATE TABLE raters (
+            name VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        "CREATE SEQUENCE label_seq",
+        """CREATE TABLE labels (
+            id VARCHAR PRIMARY KEY,
+            seq BIGINT NOT NULL DEFAULT nextval('label_seq'),
+            case_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            rater VARCHAR NOT NULL,
+            value VARCHAR,
+            note VARCHAR NOT NULL DEFAULT '',
+            tags VARCHAR[] NOT NULL DEFAULT [],
+            shown_swapped BOOLEAN,
+            seconds DOUBLE,
+            created_at TIMESTAMP NOT NULL,
+            source VARCHAR
+        )""",
+        # The current label of a rater for a case under a rubric is its latest row;
+        # a latest row with no value means the label was cleared (undone).
+        """CREATE VIEW current_labels AS
+            SELECT * EXCLUDE (rn) FROM (
+                SELECT *, row_number() OVER (
+                    PARTITION BY case_id, rubric, rater ORDER BY seq DESC) AS rn
+                FROM labels)
+            WHERE rn = 1 AND value IS NOT NULL""",
+    ],
+    # 2: calibration sessions, failure modes, adjudications; case provenance reason.
+    [
+        "ALTER TABLE cases ADD COLUMN reason VARCHAR",
+        """CREATE TABLE sessions (
+            name VARCHAR PRIMARY KEY,
+            rubric VARCHAR NOT NULL,
+            raters VARCHAR[] NOT NULL,
+            case_ids VARCHAR[] NOT NULL,
+            blind BOOLEAN NOT NULL,
+            seed BIGINT,
+            by_field VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        "CREATE SEQUENCE failure_mode_seq",
+        """CREATE TABLE failure_modes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('failure_mode_seq'),
+            rubric VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            description VARCHAR NOT NULL DEFAULT '',
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE adjudications (
+            id VARCHAR PRIMARY KEY,
+            seq BIGINT NOT NULL DEFAULT nextval('label_seq'),
+            case_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            cause VARCHAR NOT NULL,
+            rationale VARCHAR NOT NULL DEFAULT '',
+            adjudicator VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ],
+    # 3: judges and their verdicts.
+    [
+        """CREATE TABLE judges (
+            version VARCHAR PRIMARY KEY,
+            rubric VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            api_base VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            few_shot VARCHAR[] NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE verdicts (
+            id VARCHAR PRIMARY KEY,
+            judge_version VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            value VARCHAR,
+            critique VARCHAR NOT NULL,
+            raw VARCHAR NOT NULL,
+            error VARCHAR,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd DOUBLE,
+            latency_ms DOUBLE,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this evaltui writes."""
