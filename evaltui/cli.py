@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except EvaltuiError as error:
-        print(f"evaltui: {error}", file=sys.stderr)
+        print(f"evaltui: {one_line(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("evaltui: interrupted", file=sys.stderr)
@@ -137,13 +137,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug, but the user still gets one line
         if os.environ.get("EVALTUI_DEBUG"):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
-            f"evaltui: internal error: {type(error).__name__}: {first} "
+            f"evaltui: internal error: {type(error).__name__}: {one_line(str(error))} "
             "(run with EVALTUI_DEBUG=1 for details)",
             file=sys.stderr,
         )
         return 70
+
+
+def one_line(message: str) -> str:
+    """A message fit for one terminal line: control characters (newlines, escapes) shown as codes.
+
+    >>> one_line("bad\\nthing \\x1b[2J")
+    'bad thing \\\\x1b[2J'
+    """
+    out = []
+    for char in message:
+        if char in "\n\r\t":
+            out.append(" ")
+        elif ord(char) < 32 or ord(char) == 127 or 0x80 <= ord(char) < 0xA0:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _home(args: argparse.Namespace) -> int:
@@ -168,7 +184,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_ui:
         print(db)
         return 0
-    return _run_ui(db)
+    code = _run_ui(db)
+    print(f"The demo project is kept at {db}; open it again with 'evaltui --db {db}'.")
+    return code
 
 
 def _init(args: argparse.Namespace) -> int:

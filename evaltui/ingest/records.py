@@ -33,7 +33,7 @@ def content_id(kind: CaseKind, input_text: str, outputs: list[str]) -> str:
     by the unit separator), so both paths give the same id to the same case.
 
     >>> content_id(CaseKind.single, "hi", ["hello"])
-    'c-7b5cde1d3f3a9c60'
+    'c-6871df546bb1f0f0'
     """
     payload = _SEP.join([kind.value, input_text, *outputs])
     return "c-" + hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -27,7 +27,9 @@ def _describe_process(pid: int) -> str:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
-    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    words = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part).split()
+    command = " ".join(words)
+    return command if len(command) <= 80 else command[:77] + "..."
 
 
 def locked_message(path: Path, error: duckdb.Error) -> str:
