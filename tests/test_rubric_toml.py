@@ -133,7 +133,7 @@ def test_bad_files_name_the_key(text: str, expected: str) -> None:
 
 def test_a_hand_edited_judge_prompt_no_longer_matches_its_version() -> None:
     edited = SPEC_EXAMPLE.replace("then answer PASS", "then answer pass")
-    with pytest.raises(InvalidInput, match="judge.version does not match"):
+    with pytest.raises(InvalidInput, match=r"judge\.version does not match"):
         rubric_toml.loads(edited)
 
 
