@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from evaltui import __version__
 from evaltui.errors import EvaltuiError, InvalidInput
@@ -20,21 +21,33 @@ from evaltui.store import DEFAULT_DB, Store
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Only the top-level parser sets the default: a subcommand's default would
+    # overwrite `evaltui --db X COMMAND`.
     parser.add_argument(
-        "--db", type=Path, default=DEFAULT_DB, help="project file (default: ./evals.duckdb)"
+        "--db",
+        type=Path,
+        default=DEFAULT_DB if top else argparse.SUPPRESS,
+        help="project file (default: ./evals.duckdb)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render `--help`)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="evaltui",
         description="Label LLM outputs in the terminal, calibrate raters and judges, ship rubrics.",
     )
     parser.add_argument("--version", action="version", version=f"evaltui {__version__}")
-    _db_option(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _db_option(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("demo", help="copy the sample data into a fresh project and open it")
     p.add_argument(
@@ -79,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_import)
 
     labels = sub.add_parser("labels", help="labels made elsewhere").add_subparsers(
-        dest="labels_command", metavar="COMMAND", required=True
+        dest="labels_command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     p = labels.add_parser("import", help="import one rater's labels for a rubric")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -98,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_labels_import)
 
     export = sub.add_parser("export", help="write data out").add_subparsers(
-        dest="export_command", metavar="WHAT", required=True
+        dest="export_command", metavar="WHAT", required=True, parser_class=_Parser
     )
     p = export.add_parser("labels", help="current labels with provenance (.jsonl, .csv, .parquet)")
     p.add_argument("out", type=Path, metavar="OUT")
@@ -107,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_export_labels)
 
     rubric = sub.add_parser("rubric", help="rubric TOML files").add_subparsers(
-        dest="rubric_command", metavar="COMMAND", required=True
+        dest="rubric_command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     p = rubric.add_parser("import", help="add a rubric (and its judge) from TOML")
     p.add_argument("file", type=Path, metavar="FILE.toml")

@@ -145,3 +145,27 @@ def test_provenance_is_recorded(cli, tmp_path: Path, db: Path) -> None:  # type:
     assert case.source == str(path.resolve())
     assert case.reason == "regression from ticket 12"
     assert case.imported_at is not None
+
+
+def test_db_may_be_given_before_or_after_the_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "x", "input": "q", "output": "a"}])
+    before, after = tmp_path / "before.duckdb", tmp_path / "after.duckdb"
+    assert cli("--db", before, "import", path).code == 0
+    assert cli("import", path, "--db", after).code == 0
+    for db in (before, after):
+        with Store.open(db) as store:
+            assert store.case_ids() == ["x"]
+    assert not (tmp_path / "evals.duckdb").exists()
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for argv in (["import"], ["labels", "import", "x.csv"], ["frobnicate"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "evaltui", *argv], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "--help" in result.stderr
