@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from evaltui.errors import InvalidInput
-from evaltui.ingest.formats import Format, detect_format, reader_sql
+from evaltui.ingest.formats import Format, detect_format, ends_with, reader_sql
 from evaltui.ingest.mapping import Resolved, parse_map, resolve
 from evaltui.ingest.records import Problem, read_records, to_case
 from evaltui.models import Case, CaseKind
@@ -91,7 +91,7 @@ def import_cases(
     path = Path(path)
     fmt = detect_format(path)
     source = str(path.resolve())
-    columns = _columns(path, fmt)
+    columns = _columns(path, fmt, skip_invalid=skip_invalid)
     resolved = resolve(path, list(columns), mapping or {}, kind=kind)
     options = _Options(source=source, split=split, tags=tuple(sorted(set(tags))), reason=reason)
     if not skip_invalid:
@@ -110,26 +110,33 @@ class _Options:
     reason: str | None
 
 
-def _columns(path: Path, fmt: Format) -> dict[str, str]:
-    """The file's columns and DuckDB types, or a one-line error when DuckDB cannot read it."""
+def _columns(path: Path, fmt: Format, *, skip_invalid: bool) -> dict[str, str]:
+    """The file's columns and DuckDB types.
+
+    When DuckDB cannot read the file, the careful reader collects the columns
+    of the valid records instead (type "ANY", which sends the import down the
+    careful path) and, unless bad records are to be skipped, names the first
+    broken one.
+    """
     con = duckdb.connect()
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql(fmt)}", [str(path)]).fetchall()
+        return {name: type_ for name, type_, *_ in rows}
     except duckdb.Error:
-        # Let the careful reader say which line is broken.
-        names: dict[str, str] = {}
-        for location, record in read_records(path, fmt):
-            if isinstance(record, Problem):
-                raise InvalidInput(record.describe(path) + "; nothing was imported") from None
-            for key in record:
-                names.setdefault(key, "ANY")
-            del location
-        if not names:
-            raise InvalidInput(f"{path}: no records found") from None
-        return names
+        pass
     finally:
         con.close()
-    return {name: type_ for name, type_, *_ in rows}
+    names: dict[str, str] = {}
+    for _, record in read_records(path, fmt):
+        if isinstance(record, Problem):
+            if not skip_invalid:
+                raise InvalidInput(record.describe(path) + "; nothing was imported")
+            continue
+        for key in record:
+            names.setdefault(key, "ANY")
+    if not names:
+        raise InvalidInput(f"{path}: no records found; nothing was imported")
+    return names
 
 
 def _fast_import(
@@ -142,6 +149,9 @@ def _fast_import(
     *,
     normalised: bool = False,
 ) -> ImportReport:
+    if fmt is Format.json and not ends_with(path, b"]"):
+        # DuckDB reads the records of a truncated array without complaint.
+        raise _FastPathRefused("the JSON array is not closed")
     select = _select_sql(fmt, columns, resolved, options, normalised=normalised)
     before = store.count_cases()
     try:

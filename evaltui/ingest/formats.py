@@ -46,12 +46,21 @@ def detect_format(path: Path) -> Format:
         known = ", ".join(sorted(_SUFFIXES))
         raise InvalidInput(f"{path}: unknown file type {path.suffix or '(none)'!r}; use {known}")
     with path.open("rb") as f:
-        head = f.read(65536).lstrip()
+        head = f.read(65536).removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 BOM is allowed
     if not head:
         raise InvalidInput(f"{path}: the file is empty")
     if fmt is Format.json and not head.startswith(b"["):
         fmt = Format.jsonl
     return fmt
+
+
+def ends_with(path: Path, char: bytes) -> bool:
+    """Whether the file's last non-blank byte is `char` (a JSON array must end in `]`)."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 4096))
+        return f.read().rstrip().endswith(char)
 
 
 def output_format(path: Path) -> Format:
@@ -74,11 +83,13 @@ def reader_sql(fmt: Format, columns: dict[str, str] | None = None) -> str:
             # Names and types are ours (never the user's), so inlining them is safe.
             schema = ", columns={" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
         return (
-            f"read_json(?, format='newline_delimited', maximum_object_size={_MAX_OBJECT_BYTES}"
-            f"{schema})"
+            f"read_json(?, format='newline_delimited', records='true', "
+            f"maximum_object_size={_MAX_OBJECT_BYTES}{schema})"
         )
     if fmt is Format.json:
-        return f"read_json(?, format='array', maximum_object_size={_MAX_OBJECT_BYTES})"
+        return (
+            f"read_json(?, format='array', records='true', maximum_object_size={_MAX_OBJECT_BYTES})"
+        )
     if fmt is Format.csv:
         # CSV carries no types: every cell is text, and JSON-valued fields are parsed later.
         return "read_csv(?, all_varchar=true, header=true)"

@@ -8,6 +8,7 @@ validated cases.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from evaltui.ingest.mapping import TEXT_JOIN, Resolved
 from evaltui.models import Case, CaseKind
 
 _SEP = "\x1f"
+_BOM = b"\xef\xbb\xbf"
 
 
 def content_id(kind: CaseKind, input_text: str, outputs: list[str]) -> str:
@@ -77,6 +79,8 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             where = f"line {number}"
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
             if not raw.strip():
                 continue
             try:
@@ -88,9 +92,11 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
                 )
                 continue
             try:
-                value = json.loads(text)
+                value = loads_lenient(text)
             except json.JSONDecodeError as e:
-                yield where, Problem(where, None, f"malformed JSON: {e.msg} at column {e.colno}")
+                if number == 1 and path.suffix.lower() == ".json":
+                    _refuse_single_document(path)
+                yield where, Problem(where, None, f"malformed JSON: {e.msg} (column {e.colno})")
                 continue
             if not isinstance(value, dict):
                 yield where, Problem(where, None, f"expected a JSON object, got {_kind(value)}")
@@ -98,22 +104,36 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             yield where, value
 
 
+def _refuse_single_document(path: Path) -> None:
+    """A `.json` file that is one pretty-printed document, not an array: say so plainly."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    raise InvalidInput(
+        f"{path}: holds one JSON document ({_kind(value)}); expected an array of objects "
+        "or one object per line; nothing was imported"
+    )
+
+
 def _read_json_array(path: Path) -> Iterator[Record]:
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InvalidInput(f"{path}: line {line}: not valid UTF-8; nothing was imported") from None
     try:
-        value = json.loads(text)
+        value = loads_lenient(text)
     except json.JSONDecodeError as e:
         raise InvalidInput(
-            f"{path}: line {e.lineno}: malformed JSON: {e.msg} at column {e.colno}; "
+            f"{path}: line {e.lineno}: malformed JSON: {e.msg} (column {e.colno}); "
             "nothing was imported"
         ) from None
     if not isinstance(value, list):
-        raise InvalidInput(f"{path}: expected a JSON array of objects, got {_kind(value)}")
+        raise InvalidInput(
+            f"{path}: expected a JSON array of objects, got {_kind(value)}; nothing was imported"
+        )
     for number, item in enumerate(value, start=1):
         where = f"record {number}"
         if isinstance(item, dict):
@@ -122,23 +142,96 @@ def _read_json_array(path: Path) -> Iterator[Record]:
             yield where, Problem(where, None, f"expected a JSON object, got {_kind(item)}")
 
 
+def loads_lenient(text: str) -> Any:
+    """`json.loads`, also accepting trailing commas as DuckDB's JSON reader does.
+
+    Both import paths must accept the same files, and DuckDB reads `{"a": 1,}`.
+
+    >>> loads_lenient('{"a": [1, 2,], "b": "x,}",}')
+    {'a': [1, 2], 'b': 'x,}'}
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        try:
+            return json.loads(_without_trailing_commas(text))
+        except json.JSONDecodeError:
+            raise error from None
+
+
+def _without_trailing_commas(text: str) -> str:
+    out: list[str] = []
+    in_string = escaped = False
+    pending: int | None = None  # index in `out` of a comma that may be trailing
+    for char in text:
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char in "}]" and pending is not None:
+            out[pending] = ""
+        if char == ",":
+            pending = len(out)
+        elif not char.isspace():
+            pending = None
+        in_string = char == '"'
+        out.append(char)
+    return "".join(out)
+
+
 def _read_with_duckdb(path: Path, fmt: Format) -> Iterator[Record]:
-    # CSV and Parquet: DuckDB reads them (dialect sniffing, types); records are
-    # numbered as rows, and for CSV as lines counting the header.
+    # CSV and Parquet: DuckDB reads them (dialect sniffing, types). Parquet
+    # records are numbered as rows; CSV records by the line they start on.
     con = duckdb.connect()
     try:
+        lines = _csv_record_lines(con, path) if fmt is Format.csv else None
         cur = con.execute(f"SELECT * FROM {reader_sql(fmt)}", [str(path)])
         names = [d[0] for d in cur.description or []]
         number = 0
         while batch := cur.fetchmany(2048):
             for row in batch:
                 number += 1
-                where = f"line {number + 1}" if fmt is Format.csv else f"row {number}"
+                if lines is not None and number <= len(lines):
+                    where = f"line {lines[number - 1]}"
+                else:
+                    where = f"row {number}"
                 yield where, dict(zip(names, row, strict=True))
     except duckdb.Error as e:
         raise InvalidInput(f"{path}: {_first_line(str(e))}; nothing was imported") from None
     finally:
         con.close()
+
+
+def _csv_record_lines(con: duckdb.DuckDBPyConnection, path: Path) -> list[int] | None:
+    """The line each data record of a CSV file starts on (cells may span lines).
+
+    Uses the dialect DuckDB detected; None when Python's reader and DuckDB
+    disagree on the number of records, so rows are numbered instead.
+    """
+    dialect = con.execute("SELECT Delimiter, Quote FROM sniff_csv(?)", [str(path)]).fetchone()
+    count = con.execute(f"SELECT count(*) FROM {reader_sql(Format.csv)}", [str(path)]).fetchone()
+    if dialect is None or count is None:
+        return None
+    delimiter, quote = dialect
+    if not quote or quote == "(empty)":  # DuckDB's word for "no quoting seen"
+        quote = '"'
+    starts: list[int] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter, quotechar=quote)
+            previous_end = 0
+            for _ in reader:
+                starts.append(previous_end + 1)
+                previous_end = reader.line_num
+    except (csv.Error, UnicodeDecodeError, TypeError):
+        return None
+    data = starts[1:]  # the first record is the header
+    return data if len(data) == count[0] else None
 
 
 def to_case(
