@@ -169,3 +169,19 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
         assert "--help" in result.stderr
+
+
+def test_a_value_larger_than_duckdbs_default_buffer_imports_whole(
+    cli, tmp_path: Path, db: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # Past DuckDB's default 32 MB JSON buffer: the importer retries with a larger one.
+    # Into a project that has cases, so the row count after the insert reads it too.
+    first = write_jsonl(tmp_path / "a.jsonl", [{"id": "small", "input": "q", "output": "a"}])
+    assert cli("import", first, "--db", db).code == 0
+    huge = "long reply " * (3 * 1024 * 1024 + 1024)
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "big", "input": "q", "output": huge}])
+    result = cli("import", path, "--db", db)
+    assert result.code == 0, result.err
+    assert "1 new case" in result.out
+    with Store.open(db) as store:
+        assert store.get_case("big").output == huge

@@ -14,12 +14,19 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import duckdb
 
 from evaltui.errors import InvalidInput
-from evaltui.ingest.formats import Format, detect_format, ends_with, reader_sql
+from evaltui.ingest.formats import (
+    Format,
+    detect_format,
+    ends_with,
+    needs_large_objects,
+    reader_sql,
+)
 from evaltui.ingest.mapping import Resolved, parse_map, resolve
 from evaltui.ingest.records import Problem, read_records, to_case
 from evaltui.models import Case, CaseKind
@@ -120,10 +127,14 @@ def _columns(path: Path, fmt: Format, *, skip_invalid: bool) -> dict[str, str]:
     """
     con = duckdb.connect()
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql(fmt)}", [str(path)]).fetchall()
-        return {name: type_ for name, type_, *_ in rows}
-    except duckdb.Error:
-        pass
+        for large_objects in (False, True):
+            sql = f"DESCRIBE SELECT * FROM {reader_sql(fmt, large_objects=large_objects)}"
+            try:
+                rows = con.execute(sql, [str(path)]).fetchall()
+                return {name: type_ for name, type_, *_ in rows}
+            except duckdb.Error as error:
+                if not needs_large_objects(error):
+                    break
     finally:
         con.close()
     names: dict[str, str] = {}
@@ -152,18 +163,19 @@ def _fast_import(
     if fmt is Format.json and not ends_with(path, b"]"):
         # DuckDB reads the records of a truncated array without complaint.
         raise _FastPathRefused("the JSON array is not closed")
-    select = _select_sql(fmt, columns, resolved, options, normalised=normalised)
     before = store.count_cases()
+    insert = partial(
+        _insert, store, path, fmt, columns, resolved, options, normalised=normalised, before=before
+    )
+    large = False
     try:
-        with store.transaction() as cur:
-            cur.execute(
-                "INSERT INTO cases (id, kind, input, messages, output, output_a, output_b, metadata,"
-                " split, tags, source, imported_at, reason) "
-                f"SELECT * FROM ({select}) AS new WHERE new.id NOT IN (SELECT id FROM cases)",
-                [options.source, now(), options.reason, str(path)],
-            )
-            row = cur.fetchone()
-            added = int(row[0]) if row else 0
+        try:
+            added = insert(large_objects=large)
+        except duckdb.Error as error:
+            if not needs_large_objects(error):
+                raise
+            large = True
+            added = insert(large_objects=large)
     except duckdb.Error as error:
         if normalised:
             raise InvalidInput(f"{path}: {str(error).strip().splitlines()[0]}") from None
@@ -176,12 +188,44 @@ def _fast_import(
         row = (
             store.cursor()
             .execute(
-                f"SELECT count(1) FROM (SELECT {_q(first)} FROM {reader_sql(fmt)})", [str(path)]
+                f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
+                f"{reader_sql(fmt, large_objects=large)})",
+                [str(path)],
             )
             .fetchone()
         )
         read = int(row[0]) if row else added
     return ImportReport(path=path, read=read, added=added)
+
+
+def _insert(
+    store: Store,
+    path: Path,
+    fmt: Format,
+    columns: dict[str, str],
+    resolved: Resolved,
+    options: _Options,
+    *,
+    normalised: bool,
+    before: int,
+    large_objects: bool,
+) -> int:
+    """Run the one INSERT of the fast path; return how many cases it added."""
+    select = _select_sql(
+        fmt, columns, resolved, options, normalised=normalised, large_objects=large_objects
+    )
+    # Into an empty project everything is new: skipping the anti-join keeps
+    # DuckDB's parallel batch insert (a repeated id still fails on the key).
+    new_only = " WHERE new.id NOT IN (SELECT id FROM cases)" if before else ""
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO cases (id, kind, input, messages, output, output_a, output_b, metadata,"
+            " split, tags, source, imported_at, reason) "
+            f"SELECT * FROM ({select}) AS new{new_only}",
+            [options.source, now(), options.reason, str(path)],
+        )
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _select_sql(
@@ -191,6 +235,7 @@ def _select_sql(
     options: _Options,
     *,
     normalised: bool,
+    large_objects: bool = False,
 ) -> str:
     """SQL that reads the file, checks every row and yields rows in the `cases` layout.
 
@@ -198,7 +243,7 @@ def _select_sql(
     Raises _FastPathRefused when a column's type cannot be checked in SQL.
     """
     fields = resolved.fields
-    reader = reader_sql(fmt, _NORMAL_TYPES if normalised else None)
+    reader = reader_sql(fmt, _NORMAL_TYPES if normalised else None, large_objects=large_objects)
     if "messages" in fields and not normalised:
         raise _FastPathRefused("chat transcripts are checked message by message")
 
