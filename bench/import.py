@@ -54,7 +54,7 @@ def _sentence_pool(rng: random.Random, size: int = 5000) -> list[str]:
     """Varied sentences built from pseudo-words, with punctuation, digits and some accents."""
     words = ["".join(rng.choices(_SYLLABLES, k=rng.randint(1, 4))) for _ in range(3000)]
     words += ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "with", "on"] * 40
-    sentences = []
+    sentences: list[str] = []
     for _ in range(size):
         picked = rng.choices(words, k=rng.randint(5, 16))
         if rng.random() < 0.2:
