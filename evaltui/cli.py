@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"evaltui {__version__}")
     _db_option(parser, top=True)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: ~/.config/evaltui/config.toml)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("demo", help="copy the sample data into a fresh project and open it")
@@ -55,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-ui", action="store_true", help="build the project and print its path only")
     p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("label", help="label cases under a rubric in the TUI")
+    _db_option(p)
+    p.add_argument("--rubric", required=True, metavar="NAME")
+    p.add_argument("--rater", metavar="NAME", help="who is labelling (default: config, else $USER)")
+    p.add_argument("--session", metavar="NAME", help="label a calibration session's cases only")
+    p.set_defaults(handler=_label)
 
     p = sub.add_parser("init", help="create an empty project file")
     p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
@@ -176,15 +189,33 @@ def one_line(message: str) -> str:
 
 
 def _home(args: argparse.Namespace) -> int:
-    return _run_ui(args.db)
+    return _run_ui(args)
 
 
-def _run_ui(db: Path) -> int:
-    store = Store.open(db)
-    from evaltui.ui.app import EvaltuiApp  # the UI loads only when it is shown
+def _label(args: argparse.Namespace) -> int:
+    return _run_ui(args, label=(args.rubric, args.rater), session=args.session)
 
+
+def _run_ui(
+    args: argparse.Namespace,
+    *,
+    db: Path | None = None,
+    label: tuple[str, str | None] | None = None,
+    session: str | None = None,
+) -> int:
+    from evaltui import config
+
+    settings = config.load(args.config)
+    store = Store.open(db or args.db)
     try:
-        EvaltuiApp(store).run()
+        case_ids = None
+        if label is not None:
+            store.get_rubric(label[0])  # a clear error before the screen opens
+        if session is not None:
+            case_ids = store.session_case_ids(session)
+        from evaltui.ui.app import EvaltuiApp  # the UI loads only when it is shown
+
+        EvaltuiApp(store, settings, label=label, case_ids=case_ids).run()
     finally:
         store.close()
     return 0
@@ -197,7 +228,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_ui:
         print(db)
         return 0
-    code = _run_ui(db)
+    code = _run_ui(args, db=db)
     print(f"The demo project is kept at {db}; open it again with 'evaltui --db {db}'.")
     return code
 

@@ -34,13 +34,14 @@ async def test_home_shows_the_project_and_q_quits(tmp_path: Path) -> None:
     with Store.open(db) as store:
         app = EvaltuiApp(store)
         async with app.run_test(size=(80, 24)) as pilot:
-            summary = app.query_one("#project", Static)
+            await pilot.pause()
+            summary = app.screen.query_one("#project", Static)
             assert "264 cases" in str(summary.render())
-            table = app.query_one("#rubrics", DataTable)
+            table = app.screen.query_one("#rubrics", DataTable)
             rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
             assert set(rows) == {"better-response", "resolves-issue"}
-            assert rows["better-response"][1:5] == ["pairwise", "1", "draft", "600"]
-            assert rows["resolves-issue"][4] == "0"
+            assert rows["better-response"][1:6] == ["pairwise", "1", "draft", "200", "600"]
+            assert rows["resolves-issue"][4:6] == ["64", "0"]
             await pilot.press("q")
             await pilot.pause()
         assert app.return_code == 0

@@ -42,6 +42,7 @@ class Store:
         self._con = con
         self.path = path
         """Where the project lives (a file path)."""
+        self._known_raters: set[str] = set()
 
     @classmethod
     def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Self:
@@ -241,10 +242,23 @@ class Store:
             for r in rows
         ]
 
+    # Sessions ------------------------------------------------------------
+
+    def session_case_ids(self, name: str) -> tuple[str, ...]:
+        """The sample of cases of a calibration session."""
+        row = (
+            self.cursor().execute("SELECT case_ids FROM sessions WHERE name = ?", [name]).fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no session {name!r} in {self.path}")
+        return tuple(row[0])
+
     # Raters --------------------------------------------------------------
 
     def ensure_rater(self, name: str, kind: RaterKind = RaterKind.human) -> Rater:
         """The rater with this name, registering it on first use."""
+        if name in self._known_raters and kind is RaterKind.human:
+            return Rater(name=name, kind=kind)
         cur = self.cursor()
         row = cur.execute("SELECT name, kind FROM raters WHERE name = ?", [name]).fetchone()
         if row is None:
@@ -355,6 +369,69 @@ class Store:
             .fetchall()
         )
         return [_label_from_row(r) for r in rows]
+
+    def current_label(self, case_id: str, rubric: str, rater: str) -> Label | None:
+        """One rater's current label for one case, or None."""
+        row = (
+            self.cursor()
+            .execute(
+                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                [case_id, rubric, rater],
+            )
+            .fetchone()
+        )
+        if row is None or row[5] is None:
+            return None
+        return _label_from_row(row)
+
+    def labels_for_case(self, case_id: str, rubric: str) -> list[Label]:
+        """Every rater's current label for one case."""
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {_LABEL_COLUMNS} FROM current_labels WHERE case_id = ? AND rubric = ? "
+                "ORDER BY rater",
+                [case_id, rubric],
+            )
+            .fetchall()
+        )
+        return [_label_from_row(r) for r in rows]
+
+    def tags_in_use(self, rubric: str) -> list[str]:
+        """Failure-mode tags used on any label of a rubric, most used first."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT tag FROM (SELECT unnest(tags) AS tag FROM current_labels WHERE rubric = ?) "
+                "GROUP BY tag ORDER BY count(*) DESC, tag",
+                [rubric],
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def set_deferred(self, case_id: str, rubric: str, rater: str, deferred: bool) -> None:
+        """Flag (or unflag) a case for the rater to come back to."""
+        self.cursor().execute(
+            "INSERT INTO deferrals (case_id, rubric, rater, deferred, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [case_id, rubric, rater, deferred, now()],
+        )
+
+    def deferred(self, rubric: str, rater: str) -> list[str]:
+        """The cases the rater has flagged for later, oldest flag first."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT case_id FROM (SELECT case_id, deferred, seq, row_number() OVER "
+                "(PARTITION BY case_id ORDER BY seq DESC) AS rn FROM deferrals "
+                "WHERE rubric = ? AND rater = ?) WHERE rn = 1 AND deferred ORDER BY seq",
+                [rubric, rater],
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
 
     def count_labels(self, rubric: str | None = None, *, current: bool = True) -> int:
         """How many labels (current ones, or every row when `current` is False)."""

@@ -134,6 +134,17 @@ MIGRATIONS: list[Migration] = [
             created_at TIMESTAMP NOT NULL
         )""",
     ],
+    # 4: cases a rater deferred ("flag for later"), append-only like labels.
+    [
+        """CREATE TABLE deferrals (
+            seq BIGINT NOT NULL DEFAULT nextval('label_seq'),
+            case_id VARCHAR NOT NULL,
+            rubric VARCHAR NOT NULL,
+            rater VARCHAR NOT NULL,
+            deferred BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,52 +1,68 @@
-"""The evaltui application: a home screen over one open project."""
+"""The evaltui application: home screen, labelling screens, keymap from the config."""
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.app import App
+from textual.binding import BindingType
 
+from evaltui.config import Config
+from evaltui.labelling import CaseFilter
+from evaltui.models import RubricKind
 from evaltui.store import Store
+from evaltui.ui.screens.home import HomeScreen
+from evaltui.ui.screens.label import BinaryLabelScreen, Clock, LabelScreen, PairwiseLabelScreen
 
 
 class EvaltuiApp(App[None]):
-    """evaltui's TUI. Labelling screens arrive with the labelling work; this is the home."""
+    """evaltui's TUI over one open project."""
 
     TITLE = "evaltui"
     CSS_PATH = "app.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave evaltui"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = []
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config | None = None,
+        *,
+        label: tuple[str, str | None] | None = None,
+        case_ids: tuple[str, ...] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         super().__init__()
         self.store = store
         """The open project."""
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(id="project")
-        yield DataTable(id="rubrics", cursor_type="row")
-        yield Footer()
+        self.config = config or Config()
+        self._start_label = label
+        self._case_ids = case_ids
+        self.clock = clock
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.store.path)
-        count = self.store.count_cases()
-        self.query_one("#project", Static).update(
-            f"{count} case{'s' if count != 1 else ''} in {self.store.path}"
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        self.push_screen(HomeScreen(self.store, self.config.rater))
+        if self._start_label is not None:
+            rubric, rater = self._start_label
+            self.open_labelling(rubric, rater or self.config.rater, case_ids=self._case_ids)
+
+    def open_labelling(
+        self, rubric_name: str, rater: str, *, case_ids: tuple[str, ...] | None = None
+    ) -> LabelScreen:
+        """Open the labelling screen for a rubric as a rater."""
+        rubric = self.store.get_rubric(rubric_name)
+        screen_class = (
+            PairwiseLabelScreen if rubric.kind is RubricKind.pairwise else BinaryLabelScreen
         )
-        table = self.query_one("#rubrics", DataTable)
-        table.add_columns("Rubric", "Kind", "Version", "Status", "Labels", "Raters")
-        for rubric in self.store.rubrics():
-            labels = self.store.current_labels(rubric.name)
-            raters = sorted({label.rater for label in labels})
-            table.add_row(
-                rubric.name,
-                rubric.kind.value,
-                str(rubric.version),
-                rubric.status.value,
-                str(len(labels)),
-                ", ".join(raters) or "-",
-            )
+        screen = screen_class(
+            self.store,
+            rubric,
+            rater,
+            case_filter=CaseFilter(case_ids=case_ids),
+            seed=self.config.seed,
+            clock=self.clock,
+        )
+        self.push_screen(screen)
+        return screen

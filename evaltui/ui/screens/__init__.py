@@ -1,0 +1,1 @@
+"""Screens: home, labelling (binary and pairwise), and small modal dialogs."""
