@@ -56,3 +56,12 @@ def test_label_command_errors_are_one_line(cli, tmp_path: Path) -> None:  # type
     assert result.code == 1 and "no session 's1'" in result.err
     result = cli("--config", tmp_path / "missing.toml", "--db", db, "label", "--rubric", "ok")
     assert result.code == 1 and "no such config file" in result.err
+
+
+def test_readme_lists_every_labelling_key() -> None:
+    from evaltui.ui.screens.label import BinaryLabelScreen, PairwiseLabelScreen
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for binding in [*BinaryLabelScreen.BINDINGS, *PairwiseLabelScreen.BINDINGS]:
+        assert f"`{binding.id}`" in readme, binding.id  # type: ignore[union-attr]
