@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from evaltui.labelling import CaseCursor, CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
+from evaltui.ui.render import literal
 
 
 class HomeScreen(Screen[None]):
@@ -61,19 +62,20 @@ class HomeScreen(Screen[None]):
             for label in labels:
                 per_rater[label.rater] = per_rater.get(label.rater, 0) + 1
             mine = per_rater.get(self.rater, 0)
-            progress = [f"you ({self.rater}) {mine}/{total}"]
+            progress = [f"{self.rater} {mine}/{total}"]
             progress += [f"{r} {n}" for r, n in sorted(per_rater.items()) if r != self.rater]
-            table.add_row(
+            cells = [
                 rubric.name,
                 rubric.kind.value,
                 str(rubric.version),
                 rubric.status.value,
                 str(total),
                 str(len(labels)),
-                "; ".join(progress),
-                key=rubric.name,
-            )
-        hint = f"Enter: label the selected rubric as {self.rater}   q: quit"
+                ", ".join(progress),
+            ]
+            # Cells are Text: a DataTable would read plain strings (rater names) as markup.
+            table.add_row(*(Text(literal(c)) for c in cells), key=rubric.name)
+        hint = f"Enter: label the selected rubric as {literal(self.rater)}   q: quit"
         if table.row_count == 0:
             hint = "No rubrics yet: add one with 'evaltui rubric import FILE.toml'"
         self.query_one("#hint", Static).update(Text(hint, style="dim"))

@@ -127,7 +127,8 @@ class LabelScreen(Screen[None]):
         with Horizontal(id="body"):
             with VerticalScroll(id="case-scroll"):
                 yield Static(id="case", markup=False)
-            yield Static(self._rubric_text(), id="rubric", markup=False)
+            with VerticalScroll(id="rubric-scroll"):
+                yield Static(self._rubric_text(), id="rubric", markup=False)
         yield Static(id="meta", markup=False)
         yield Input(id="note", placeholder="note (critique) — Enter or Esc to keep it")
         yield Footer(show_command_palette=False)
@@ -258,6 +259,10 @@ class LabelScreen(Screen[None]):
             text.append(f"☐ {render.literal(item)}\n")
         return text
 
+    def _say(self, message: str, *, severity: str = "information") -> None:
+        """A notification shown as plain text: it may quote case ids or what the user typed."""
+        self.notify(message, severity=severity, markup=False)  # type: ignore[arg-type]
+
     def _tick(self) -> None:
         self.query_one("#status", Static).update(self._status_text())
 
@@ -292,7 +297,7 @@ class LabelScreen(Screen[None]):
         if position is None:
             self._key_at = None
             left = self.cursor.total - self.done
-            self.notify(f"{at_end}; {left} left unlabelled" if left else f"{at_end}; all labelled")
+            self._say(f"{at_end}; {left} left unlabelled" if left else f"{at_end}; all labelled")
             if self.cursor.position is not None:
                 self._show(self.cursor.position)
             return
@@ -300,7 +305,7 @@ class LabelScreen(Screen[None]):
 
     def action_undo(self) -> None:
         if not self.undo_stack:
-            self.notify("Nothing to undo in this sitting")
+            self._say("Nothing to undo in this sitting")
             return
         entry = self.undo_stack.pop()
         self.store.add_label(
@@ -318,7 +323,7 @@ class LabelScreen(Screen[None]):
         position = self.cursor.go_to(entry.case_id)
         if position is not None:
             self._show(position)
-        self.notify(f"Undone: {render.literal(entry.case_id)}")
+        self._say(f"Undone: {render.literal(entry.case_id)}")
 
     def action_skip(self) -> None:
         self._key_at = time.perf_counter()
@@ -335,7 +340,7 @@ class LabelScreen(Screen[None]):
     def action_next_unlabelled(self) -> None:
         position = self.cursor.next_unlabelled(self.rubric.name, self.rater)
         if position is None:
-            self.notify(f"All {self.cursor.total} cases are labelled")
+            self._say(f"All {self.cursor.total} cases are labelled")
         else:
             self._show(position)
 
@@ -344,7 +349,7 @@ class LabelScreen(Screen[None]):
             flagged = self.case.id not in self._deferred
             self._set_deferred(self.case.id, flagged)
             self._paint_status()
-            self.notify("Flagged for later (D to revisit)" if flagged else "Flag removed")
+            self._say("Flagged for later (D to revisit)" if flagged else "Flag removed")
 
     def _set_deferred(self, case_id: str, flagged: bool) -> None:
         self.store.set_deferred(case_id, self.rubric.name, self.rater, flagged)
@@ -355,7 +360,7 @@ class LabelScreen(Screen[None]):
 
     def action_next_deferred(self) -> None:
         if not self._deferred:
-            self.notify("No cases are flagged for later")
+            self._say("No cases are flagged for later")
             return
         current = self.case.id if self.case else None
         order = self._deferred
@@ -365,7 +370,7 @@ class LabelScreen(Screen[None]):
             if position is not None:
                 self._show(position)
                 return
-        self.notify("The flagged cases are outside the current filter")
+        self._say("The flagged cases are outside the current filter")
 
     # Notes and tags ----------------------------------------------------------
 
@@ -423,7 +428,7 @@ class LabelScreen(Screen[None]):
                 return
             position = self.cursor.go_to(case_id.strip())
             if position is None:
-                self.notify(f"No case {render.literal(case_id)!r} here", severity="warning")
+                self._say(f"No case {render.literal(case_id)!r} here", severity="warning")
             else:
                 self._show(position)
 
@@ -438,11 +443,11 @@ class LabelScreen(Screen[None]):
                     text, case_ids=self._base_filter.case_ids, kind=self._base_filter.kind
                 )
             except EvaltuiError as error:
-                self.notify(str(error), severity="error")
+                self._say(str(error), severity="error")
                 return
             cursor = CaseCursor(self.store, parsed)
             if cursor.total == 0:
-                self.notify(f"No cases match {text!r}", severity="warning")
+                self._say(f"No cases match {text!r}", severity="warning")
                 return
             self.cursor = cursor
             self.done = cursor.labelled_count(self.rubric.name, self.rater)
@@ -466,7 +471,7 @@ class LabelScreen(Screen[None]):
         self._paint_case()
 
     def action_toggle_rubric(self) -> None:
-        panel = self.query_one("#rubric", Static)
+        panel = self.query_one("#rubric-scroll", VerticalScroll)
         panel.display = not panel.display
 
     def action_help(self) -> None:

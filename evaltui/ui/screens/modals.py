@@ -27,7 +27,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self._title)
+            yield Label(self._title, markup=False)
             yield Input(value=self._value, placeholder=self._placeholder, id="prompt")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -52,7 +52,10 @@ class TagPicker(ModalScreen[tuple[str, ...] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Failure-mode tags: type to filter, Enter adds, Space toggles, Esc done")
+            yield Label(
+                "Failure-mode tags: type to filter, Enter adds, Space toggles, Esc done",
+                markup=False,
+            )
             yield Input(placeholder="tag", id="tag-filter")
             yield SelectionList[str](id="tag-list")
 
@@ -101,14 +104,16 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help"):
-            yield Label("Keys (remap any of them by id in the config file's [keymap])")
+            yield Label(
+                "Keys (remap any of them by id in the config file's [keymap])", markup=False
+            )
             yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#keys", DataTable)
         table.add_columns("Key", "Does", "Id", "")
         for row in self._rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         table.focus()
 
     def action_close(self) -> None:
