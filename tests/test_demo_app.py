@@ -38,7 +38,8 @@ async def test_home_shows_the_project_and_q_quits(tmp_path: Path) -> None:
             summary = app.screen.query_one("#project", Static)
             assert "264 cases" in str(summary.render())
             table = app.screen.query_one("#rubrics", DataTable)
-            rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+            cells = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            rows = {row[0]: row for row in cells}
             assert set(rows) == {"better-response", "resolves-issue"}
             assert rows["better-response"][1:6] == ["pairwise", "1", "draft", "200", "600"]
             assert rows["resolves-issue"][4:6] == ["64", "0"]
