@@ -263,8 +263,11 @@ class Store:
         row = cur.execute("SELECT name, kind FROM raters WHERE name = ?", [name]).fetchone()
         if row is None:
             cur.execute("INSERT OR IGNORE INTO raters VALUES (?, ?, ?)", [name, kind.value, now()])
-            return Rater(name=name, kind=kind)
-        return Rater(name=row[0], kind=RaterKind(row[1]))
+            row = (name, kind.value)
+        rater = Rater(name=row[0], kind=RaterKind(row[1]))
+        if rater.kind is RaterKind.human:
+            self._known_raters.add(name)
+        return rater
 
     def raters(self) -> list[Rater]:
         """Every known rater."""
@@ -286,18 +289,20 @@ class Store:
         seconds: float | None = None,
         label_id: str | None = None,
         source: str | None = None,
+        case_known: bool = False,
     ) -> Label:
         """Append a label row (value None clears) and return it once committed.
 
         A retry with the same `label_id` is ignored, so a write repeated after a
-        dropped connection is never stored twice.
+        dropped connection is never stored twice. `case_known` skips the check
+        that the case exists, for callers that just read it (the labelling screen).
         """
         if value is not None and value not in rubric.values:
             raise InvalidInput(
                 f"{value!r} is not a label for {rubric.kind.value} rubric {rubric.name!r} "
                 f"(use {', '.join(rubric.values)})"
             )
-        if not self.cursor().execute("SELECT 1 FROM cases WHERE id = ?", [case_id]).fetchone():
+        if not case_known and not self._case_exists(case_id):
             raise NotFound(f"no case with id {case_id!r}")
         self.ensure_rater(rater)
         label = Label(
@@ -317,10 +322,21 @@ class Store:
         self.insert_labels([label])
         return label
 
+    def _case_exists(self, case_id: str) -> bool:
+        return bool(self.cursor().execute("SELECT 1 FROM cases WHERE id = ?", [case_id]).fetchone())
+
     def insert_labels(self, labels: Iterable[Label]) -> None:
         """Append many already-validated label rows in one transaction."""
         rows = list(labels)
         if not rows:
+            return
+        if len(rows) == 1:  # the labelling screen's case: one plain statement, its own commit
+            lb = rows[0]
+            self.cursor().execute(
+                f"INSERT OR IGNORE INTO labels ({_LABEL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [lb.id, lb.case_id, lb.rubric, lb.rubric_version, lb.rater, lb.value, lb.note,
+                 list(lb.tags), lb.shown_swapped, lb.seconds, lb.created_at or now(), lb.source],
+            )  # fmt: skip
             return
         # One statement for the whole batch: each column goes in as a list, unnested in step.
         columns = [
@@ -369,6 +385,19 @@ class Store:
             .fetchall()
         )
         return [_label_from_row(r) for r in rows]
+
+    def label_counts(self, rubric: str) -> dict[str, int]:
+        """How many current labels each rater has under a rubric."""
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT rater, count(*) FROM current_labels WHERE rubric = ? GROUP BY rater "
+                "ORDER BY rater",
+                [rubric],
+            )
+            .fetchall()
+        )
+        return {r[0]: int(r[1]) for r in rows}
 
     def current_label(self, case_id: str, rubric: str, rater: str) -> Label | None:
         """One rater's current label for one case, or None."""

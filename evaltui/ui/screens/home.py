@@ -40,10 +40,11 @@ class HomeScreen(Screen[None]):
         self.app.sub_title = str(self.store.path)
         table = self.query_one("#rubrics", DataTable)
         table.add_columns("Rubric", "Kind", "Version", "Status", "Cases", "Labels", "Progress")
-        self.refresh_table()
         table.focus()
 
     def on_screen_resume(self) -> None:
+        # Filled when shown (first time and after labelling), not at mount: with
+        # `evaltui label` the labelling screen opens on top without waiting for this.
         self.refresh_table()
 
     def refresh_table(self) -> None:
@@ -57,10 +58,7 @@ class HomeScreen(Screen[None]):
         for rubric in self.store.rubrics():
             kind = "pair" if rubric.kind is RubricKind.pairwise else "single"
             total = CaseCursor(self.store, CaseFilter(kind=kind)).total
-            labels = self.store.current_labels(rubric.name)
-            per_rater: dict[str, int] = {}
-            for label in labels:
-                per_rater[label.rater] = per_rater.get(label.rater, 0) + 1
+            per_rater = self.store.label_counts(rubric.name)
             mine = per_rater.get(self.rater, 0)
             progress = [f"{self.rater} {mine}/{total}"]
             progress += [f"{r} {n}" for r, n in sorted(per_rater.items()) if r != self.rater]
@@ -70,7 +68,7 @@ class HomeScreen(Screen[None]):
                 str(rubric.version),
                 rubric.status.value,
                 str(total),
-                str(len(labels)),
+                str(sum(per_rater.values())),
                 ", ".join(progress),
             ]
             # Cells are Text: a DataTable would read plain strings (rater names) as markup.

@@ -284,6 +284,7 @@ class LabelScreen(Screen[None]):
             tags=self.tags,
             shown_swapped=self.swapped if self.pairwise else None,
             seconds=round(self.clock() - self.shown_at, 3),
+            case_known=True,
         )
         self.undo_stack.append(_undo_entry(self.case.id, previous))
         if previous is None:
