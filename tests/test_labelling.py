@@ -328,3 +328,23 @@ async def test_note_on_a_labelled_case_is_saved_with_its_label(project: Path) ->
         assert second not in labels or labels[second].value
         history = store.label_history(first, "resolves-issue", "alice")
         assert [h.value for h in history] == ["fail", "fail", "pass"]
+
+
+async def test_a_session_limits_labelling_to_its_sample(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    sample = ("sup-010", "sup-003", "sup-030")
+    with Store.open(project) as store:
+        store.cursor().execute(
+            "INSERT INTO sessions VALUES ('calib', 'resolves-issue', ['alice', 'bob'], ?, true, 1, NULL, now())",
+            [list(sample)],
+        )
+        assert store.session_case_ids("calib") == sample
+        app = EvaltuiApp(
+            store, Config(rater="alice"), label=("resolves-issue", None), case_ids=sample
+        )
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert screen_of(app).cursor.total == 3
+            await pilot.press("p", "p", "p", "p")
+            await pilot.pause()
+        labelled = {lb.case_id for lb in store.current_labels("resolves-issue", "alice")}
+        assert labelled == set(sample)
