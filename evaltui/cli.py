@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", metavar="NAME", help="label a calibration session's cases only")
     p.set_defaults(handler=_label)
 
+    p = sub.add_parser("agreement", help="how well raters agree on a rubric")
+    _db_option(p)
+    p.add_argument("--rubric", required=True, metavar="NAME")
+    p.add_argument(
+        "--raters", metavar="A,B,...", help="raters to compare (default: every human rater)"
+    )
+    p.add_argument("--by", metavar="FIELD", help="also per slice: split, tag, or a metadata field")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(handler=_agreement)
+
     p = sub.add_parser("init", help="create an empty project file")
     p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
     _db_option(p)
@@ -231,6 +243,22 @@ def _demo(args: argparse.Namespace) -> int:
     code = _run_ui(args, db=db)
     print(f"The demo project is kept at {db}; open it again with 'evaltui --db {db}'.")
     return code
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from evaltui.agreement import agreement_report, render_text
+
+    raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
+    if args.resamples < 1:
+        raise InvalidInput("--resamples must be at least 1")
+    with Store.open(args.db, create=False) as store:
+        report = agreement_report(
+            store, args.rubric, raters=raters, by=args.by, resamples=args.resamples, seed=args.seed
+        )
+    print(json.dumps(report) if args.json else render_text(report))
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

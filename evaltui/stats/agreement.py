@@ -243,6 +243,34 @@ def fleiss_kappa(counts: NDArray[np.float64]) -> float | None:
     return float((per_case.mean() - pe) / (1 - pe))
 
 
+def fleiss_kappa_bootstrap_ci(
+    counts: NDArray[np.float64], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> BootstrapCI:
+    """Percentile interval of Fleiss' κ over cases resampled with replacement.
+
+    P̄ and p_j are sums over cases, so each replicate is a weighted sum with
+    multinomial case weights.
+
+    >>> ci = fleiss_kappa_bootstrap_ci(np.array([[3., 0.], [0., 3.]] * 20), seed=1)
+    >>> ci.low, ci.high, ci.degenerate
+    (1.0, 1.0, 0)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if counts.size == 0 or (fleiss_kappa(counts) is None and counts.sum(1).min() < 2):
+        return BootstrapCI(None, None, resamples, resamples, seed)
+    cases, raters = len(counts), counts.sum(1)[0]
+    per_case = (np.sum(counts**2, axis=1) - raters) / (raters * (raters - 1))
+    weights = rng.multinomial(cases, np.full(cases, 1 / cases), size=resamples)
+    p_bar = weights @ per_case / cases
+    p = weights @ counts / (cases * raters)
+    pe = np.sum(p**2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappas = (p_bar - pe) / (1 - pe)
+    kappas[np.isclose(pe, 1.0)] = np.nan
+    return _percentile(kappas, resamples, seed, level)
+
+
 def _coincidences(units: NDArray[np.float64]) -> NDArray[np.float64]:
     """Each pairable unit's contribution to the coincidence matrix, flattened: (units, k*k)."""
     m = units.sum(1)
