@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(handler=_agreement)
 
+    session = sub.add_parser("session", help="calibration sessions").add_subparsers(
+        dest="session_command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    p = session.add_parser("create", help="sample cases for two or more raters to label blind")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--rubric", required=True, metavar="NAME")
+    p.add_argument("--raters", required=True, metavar="A,B", help="comma-separated rater names")
+    p.add_argument("--sample", type=int, metavar="N", help="how many cases (default: all)")
+    p.add_argument("--by", metavar="FIELD", help="stratify by split, tag or a metadata field")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    _db_option(p)
+    p.set_defaults(handler=_session_create)
+
     p = sub.add_parser("init", help="create an empty project file")
     p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
     _db_option(p)
@@ -258,6 +271,25 @@ def _agreement(args: argparse.Namespace) -> int:
             store, args.rubric, raters=raters, by=args.by, resamples=args.resamples, seed=args.seed
         )
     print(json.dumps(report) if args.json else render_text(report))
+    return 0
+
+
+def _session_create(args: argparse.Namespace) -> int:
+    from evaltui.sessions import create_session
+
+    raters = [r.strip() for r in args.raters.split(",") if r.strip()]
+    with Store.open(args.db, create=False) as store:
+        session = create_session(
+            store, args.name, args.rubric, raters, sample=args.sample, by=args.by, seed=args.seed
+        )
+    print(
+        f"session {session.name}: {len(session.case_ids)} cases of {session.rubric} for "
+        f"{', '.join(session.raters)} (seed {session.seed}"
+        + (f", stratified by {session.by_field}" if session.by_field else "")
+        + ")"
+    )
+    for rater in session.raters:
+        print(f"  evaltui label --rubric {session.rubric} --rater {rater} --session {session.name}")
     return 0
 
 
