@@ -145,6 +145,15 @@ MIGRATIONS: list[Migration] = [
             created_at TIMESTAMP NOT NULL
         )""",
     ],
+    # 5: failure modes link to labels; a merged mode points at the mode it joined.
+    [
+        "ALTER TABLE failure_modes ADD COLUMN merged_into BIGINT",
+        """CREATE TABLE failure_mode_links (
+            label_id VARCHAR NOT NULL,
+            mode_id BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
