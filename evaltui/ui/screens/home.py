@@ -21,6 +21,20 @@ class HomeScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "label", "Label", id="home.label", tooltip="Label the selected rubric"),
+        Binding(
+            "A",
+            "agreement",
+            "Agreement",
+            id="home.agreement",
+            tooltip="Agreement between raters, disagreements and adjudication",
+        ),
+        Binding(
+            "F",
+            "failure_modes",
+            "Failure modes",
+            id="home.failure_modes",
+            tooltip="Group notes into named failure modes",
+        ),
         Binding("q", "app.quit", "Quit", id="app.quit", tooltip="Leave evaltui"),
     ]
 
@@ -73,21 +87,46 @@ class HomeScreen(Screen[None]):
             ]
             # Cells are Text: a DataTable would read plain strings (rater names) as markup.
             table.add_row(*(Text(literal(c)) for c in cells), key=rubric.name)
-        hint = f"Enter: label the selected rubric as {literal(self.rater)}   q: quit"
+        hint = (
+            f"Enter: label the selected rubric as {literal(self.rater)}   "
+            "A: agreement   F: failure modes   q: quit"
+        )
         if table.row_count == 0:
             hint = "No rubrics yet: add one with 'evaltui rubric import FILE.toml'"
         self.query_one("#hint", Static).update(Text(hint, style="dim"))
 
-    def action_label(self) -> None:
+    def _selected(self) -> str | None:
         table = self.query_one("#rubrics", DataTable)
         if table.row_count == 0:
-            return
+            return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(row_key.value)
+
+    def action_label(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
         from evaltui.ui.app import EvaltuiApp
 
         app = self.app
         assert isinstance(app, EvaltuiApp)
-        app.open_labelling(str(row_key.value), self.rater)
+        app.open_labelling(name, self.rater)
+
+    def action_agreement(self) -> None:
+        from evaltui.ui.screens.agreement import AgreementScreen
+
+        name = self._selected()
+        if name is not None:
+            self.app.push_screen(
+                AgreementScreen(self.store, self.store.get_rubric(name), self.rater)
+            )
+
+    def action_failure_modes(self) -> None:
+        from evaltui.ui.screens.coding import FailureModesScreen
+
+        name = self._selected()
+        if name is not None:
+            self.app.push_screen(FailureModesScreen(self.store, self.store.get_rubric(name)))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
