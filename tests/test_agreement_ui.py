@@ -146,3 +146,20 @@ async def test_notes_grouped_into_failure_modes_and_ranked(project: Path) -> Non
             assert "wrong policy  5" in plain(app, "#ranking")
         ranked = coding.ranking(store, "resolves-issue")
         assert [(m.mode.name, m.count) for m in ranked] == [("wrong policy", 5)]
+
+
+async def test_agreement_screen_slices_by_a_field(project: Path) -> None:
+    with Store.open(project) as store:
+        app = EvaltuiApp(store, Config(rater="carol"))
+        async with app.run_test(size=(110, 60)) as pilot:
+            await pilot.pause()
+            await pilot.press("A")
+            await pilot.pause()
+            await pilot.press("b", *"motivation_app", "enter")
+            await pilot.pause()
+            figures = plain(app, "#figures")
+            assert "by motivation_app:" in figures
+            apps = {store.get_case(str(i)).metadata["motivation_app"] for i in range(200)}
+            for name in list(apps)[:3]:
+                assert name in figures
+            assert "position bias" in figures

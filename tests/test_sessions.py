@@ -77,3 +77,29 @@ async def test_two_raters_label_a_session_in_turn_and_agreement_reads_it(
         [values[k] for k in keys["alice"]], [values[k] for k in keys["bob"]]
     )
     assert pair["kappa"] == pytest.approx(expected, abs=1e-4)
+
+
+async def test_a_session_is_created_from_the_home_screen_and_shows_progress(project: Path) -> None:
+    import io
+
+    from rich.console import Console
+    from textual.widgets import Static
+
+    with Store.open(project) as store:
+        app = EvaltuiApp(store, Config(rater="alice"))
+        async with app.run_test(size=(110, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press(
+                "down", "S", *"calib raters=alice,bob sample=12 by=topic seed=5", "enter"
+            )
+            await pilot.pause()
+            widget = app.screen.query_one("#sessions", Static)
+            console = Console(width=100, file=io.StringIO(), record=True)
+            console.print(widget.content)
+            text = console.export_text()
+            assert "calib (resolves-issue): alice 0/12, bob 0/12" in text
+            await pilot.press(
+                "S", *"calib raters=alice", "enter"
+            )  # duplicate and one rater: refused
+            await pilot.pause()
+        assert len(store.session_case_ids("calib")) == 12

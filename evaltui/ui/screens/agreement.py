@@ -27,6 +27,8 @@ class AgreementScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("right_square_bracket", "pair(1)", "Next pair", id="agreement.next_pair"),
         Binding("left_square_bracket", "pair(-1)", "Prev pair", id="agreement.prev_pair", show=False),
+        Binding("b", "slice", "By field", id="agreement.by",
+                tooltip="Agreement per slice: split, tag or a metadata field"),
         Binding("E", "edit_rubric", "Edit rubric", id="agreement.edit_rubric",
                 tooltip="Edit the rubric; saving makes a new version"),
         Binding("escape,q", "app.pop_screen", "Back", id="agreement.back"),
@@ -39,6 +41,8 @@ class AgreementScreen(Screen[None]):
         self.adjudicator = adjudicator
         self.report: dict[str, Any] = {}
         self.pair = 0
+        self.by: str | None = None
+        """The field the per-slice table is cut by (None: no slices)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="figures-scroll"):
@@ -55,7 +59,7 @@ class AgreementScreen(Screen[None]):
     def reload(self) -> None:
         """Recompute the report (after an adjudication or a rubric edit)."""
         try:
-            self.report = agreement_report(self.store, self.rubric.name, resamples=1000)
+            self.report = agreement_report(self.store, self.rubric.name, by=self.by, resamples=1000)
         except EvaltuiError as error:
             self.query_one("#figures", Static).update(Text(str(error)))
             return
@@ -65,8 +69,11 @@ class AgreementScreen(Screen[None]):
     def _show_pair(self) -> None:
         pair = self.report["pairs"][self.pair]
         single = {**self.report, "pairs": [pair]}
-        for key in ("slices", "position_bias"):
-            single.pop(key, None)
+        if "slices" in single:
+            single["slices"] = [
+                {**piece, "pairs": [p for p in piece["pairs"] if p["raters"] == pair["raters"]]}
+                for piece in single["slices"]
+            ]
         header = f"pair {self.pair + 1} of {len(self.report['pairs'])} ([ and ] to switch)\n"
         self.query_one("#figures", Static).update(Text(header + render_text(single)))
         first, second = pair["raters"]
@@ -91,6 +98,21 @@ class AgreementScreen(Screen[None]):
         if self.report.get("pairs"):
             self.pair = (self.pair + step) % len(self.report["pairs"])
             self._show_pair()
+
+    def action_slice(self) -> None:
+        from evaltui.ui.screens.modals import PromptScreen
+
+        def cut(field: str | None) -> None:
+            if field is not None:
+                self.by = field.strip() or None
+                self.reload()
+
+        self.app.push_screen(
+            PromptScreen(
+                "Slice by (split, tag, or a metadata field; empty for none)", value=self.by or ""
+            ),
+            cut,
+        )
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -35,6 +35,13 @@ class HomeScreen(Screen[None]):
             id="home.failure_modes",
             tooltip="Group notes into named failure modes",
         ),
+        Binding(
+            "S",
+            "new_session",
+            "New session",
+            id="home.new_session",
+            tooltip="Sample cases of the selected rubric for two or more raters",
+        ),
         Binding("q", "app.quit", "Quit", id="app.quit", tooltip="Leave evaltui"),
     ]
 
@@ -47,6 +54,7 @@ class HomeScreen(Screen[None]):
         yield Header()
         yield Static(id="project", markup=False)
         yield DataTable(id="rubrics", cursor_type="row")
+        yield Static(id="sessions", markup=False)
         yield Static(id="hint", markup=False)
         yield Footer()
 
@@ -87,6 +95,7 @@ class HomeScreen(Screen[None]):
             ]
             # Cells are Text: a DataTable would read plain strings (rater names) as markup.
             table.add_row(*(Text(literal(c)) for c in cells), key=rubric.name)
+        self.query_one("#sessions", Static).update(self._sessions_text())
         hint = (
             f"Enter: label the selected rubric as {literal(self.rater)}   "
             "A: agreement   F: failure modes   q: quit"
@@ -101,6 +110,72 @@ class HomeScreen(Screen[None]):
             return None
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return str(row_key.value)
+
+    def _sessions_text(self) -> Text:
+        rows = (
+            self.store.cursor()
+            .execute("SELECT name, rubric, raters, case_ids FROM sessions ORDER BY created_at")
+            .fetchall()
+        )
+        text = Text()
+        if rows:
+            text.append("Calibration sessions\n", style="bold")
+        for name, rubric, raters, case_ids in rows:
+            done = (
+                self.store.cursor()
+                .execute(
+                    "SELECT rater, count(*) FROM current_labels WHERE rubric = ? "
+                    "AND list_contains(?::VARCHAR[], case_id) GROUP BY rater",
+                    [rubric, case_ids],
+                )
+                .fetchall()
+            )
+            counts = dict(done)
+            progress = ", ".join(f"{r} {counts.get(r, 0)}/{len(case_ids)}" for r in raters)
+            text.append(f"  {literal(name)} ({literal(rubric)}): {literal(progress)}\n")
+            text.append(
+                f"    evaltui label --rubric {literal(rubric)} --session {literal(name)}\n",
+                style="dim",
+            )
+        return text
+
+    def action_new_session(self) -> None:
+        from evaltui.errors import EvaltuiError
+        from evaltui.sessions import create_session
+        from evaltui.ui.screens.modals import PromptScreen
+
+        rubric = self._selected()
+        if rubric is None:
+            return
+
+        def create(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                name, options = _session_spec(text)
+                raters = [r for r in options.pop("raters", "").split(",") if r]
+                session = create_session(
+                    self.store,
+                    name,
+                    rubric,
+                    raters,
+                    sample=int(options["sample"]) if "sample" in options else None,
+                    by=options.get("by"),
+                    seed=int(options.get("seed", 0)),
+                )
+            except (EvaltuiError, ValueError) as error:
+                self.notify(str(error), severity="error", markup=False)
+                return
+            self.notify(f"Session {session.name}: {len(session.case_ids)} cases", markup=False)
+            self.refresh_table()
+
+        self.app.push_screen(
+            PromptScreen(
+                f"New session of {rubric}: NAME raters=A,B [sample=N] [by=FIELD] [seed=S]",
+                placeholder="calib-1 raters=alice,bob sample=50 by=topic seed=7",
+            ),
+            create,
+        )
 
     def action_label(self) -> None:
         name = self._selected()
@@ -131,3 +206,21 @@ class HomeScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_label()
+
+
+def _session_spec(text: str) -> tuple[str, dict[str, str]]:
+    """`NAME key=value ...` from the new-session prompt.
+
+    >>> _session_spec("calib raters=a,b sample=20")
+    ('calib', {'raters': 'a,b', 'sample': '20'})
+    """
+    words = text.split()
+    if not words or "=" in words[0]:
+        raise ValueError("start with the session's name, e.g. calib-1 raters=alice,bob sample=50")
+    options = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if not sep or key not in ("raters", "sample", "by", "seed"):
+            raise ValueError(f"{word!r}: use raters=, sample=, by= or seed=")
+        options[key] = value
+    return words[0], options
