@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,14 @@ Table = NDArray[np.float64]
 
 Z95 = 1.959963984540054
 """The standard normal quantile for a two-sided 95% interval."""
+
+_EPS = 1e-12
+"""How close to 1 chance agreement must be to count as 1: only float round-off, so
+that p_e = 1 − 1/n stays defined however large n is."""
+
+
+def _is_one(x: float | NDArray[np.float64]) -> Any:
+    return np.abs(1.0 - np.asarray(x)) <= _EPS
 
 
 def confusion(a: Sequence[str], b: Sequence[str], categories: Sequence[str]) -> Table:
@@ -63,7 +71,7 @@ def cohen_kappa(t: Table) -> float | None:
     if not n:
         return None
     pe = _chance(t)
-    if np.isclose(pe, 1.0):
+    if _is_one(pe):
         return None
     return float((np.trace(t) / n - pe) / (1 - pe))
 
@@ -115,7 +123,7 @@ def _kappa_rows(tables: NDArray[np.float64]) -> NDArray[np.float64]:
     pe = np.einsum("bi,bi->b", p.sum(2), p.sum(1))
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = (po - pe) / (1 - pe)
-    kappa[np.isclose(pe, 1.0)] = np.nan
+    kappa[_is_one(pe)] = np.nan
     return kappa
 
 
@@ -144,6 +152,8 @@ def kappa_bootstrap_ci(
     (0.54, 0.83, 0)
     """
     n = int(t.sum())
+    if n == 0:
+        return BootstrapCI(None, None, resamples, resamples, seed)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, (t / n).ravel(), size=resamples).reshape(resamples, *t.shape)
     return _percentile(_kappa_rows(draws.astype(np.float64)), resamples, seed, level)
@@ -173,7 +183,7 @@ def gwet_ac1(t: Table) -> float | None:
     p = t / n
     pi = (p.sum(1) + p.sum(0)) / 2
     pe = float(pi @ (1 - pi)) / (k - 1)
-    if np.isclose(pe, 1.0):
+    if _is_one(pe):
         return None
     return float((np.trace(p) - pe) / (1 - pe))
 
@@ -238,7 +248,7 @@ def fleiss_kappa(counts: NDArray[np.float64]) -> float | None:
     per_case = (np.sum(counts**2, axis=1) - raters) / (raters * (raters - 1))
     p = counts.sum(0) / counts.sum()
     pe = float(p @ p)
-    if np.isclose(pe, 1.0):
+    if _is_one(pe):
         return None
     return float((per_case.mean() - pe) / (1 - pe))
 
@@ -267,7 +277,7 @@ def fleiss_kappa_bootstrap_ci(
     pe = np.sum(p**2, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         kappas = (p_bar - pe) / (1 - pe)
-    kappas[np.isclose(pe, 1.0)] = np.nan
+    kappas[_is_one(pe)] = np.nan
     return _percentile(kappas, resamples, seed, level)
 
 
@@ -278,7 +288,7 @@ def _coincidences(units: NDArray[np.float64]) -> NDArray[np.float64]:
     weight = 1 / (usable.sum(1) - 1)
     outer = np.einsum("ui,uj->uij", usable, usable)
     outer[:, np.arange(units.shape[1]), np.arange(units.shape[1])] -= usable
-    return (outer * weight[:, None, None]).reshape(len(usable), -1)
+    return (outer * weight[:, None, None]).reshape(len(usable), units.shape[1] ** 2)
 
 
 def _alpha_from_coincidences(o: NDArray[np.float64], k: int) -> NDArray[np.float64]:
@@ -305,7 +315,7 @@ def krippendorff_alpha(units: NDArray[np.float64]) -> float | None:
     0.6
     """
     units = np.asarray(units, dtype=np.float64)
-    per_unit = _coincidences(units)
+    per_unit = _coincidences(units) if units.ndim == 2 and len(units) else np.zeros((0, 0))
     if per_unit.size == 0:
         return None
     value = _alpha_from_coincidences(per_unit.sum(0, keepdims=True), units.shape[1])[0]
@@ -322,7 +332,7 @@ def krippendorff_alpha_bootstrap_ci(
     (1.0, 1.0, 0)
     """
     units = np.asarray(units, dtype=np.float64)
-    per_unit = _coincidences(units)
+    per_unit = _coincidences(units) if units.ndim == 2 and len(units) else np.zeros((0, 0))
     rng = np.random.default_rng(seed)
     if per_unit.size == 0:
         return BootstrapCI(None, None, resamples, resamples, seed)
