@@ -59,7 +59,7 @@ def test_label_command_errors_are_one_line(cli, tmp_path: Path) -> None:  # type
 
 
 def test_readme_lists_every_labelling_key() -> None:
-    from evaltui.ui.screens.label import BinaryLabelScreen, PairwiseLabelScreen
+    from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
     from tests.conftest import REPO
 
     readme = (REPO / "README.md").read_text()

@@ -13,22 +13,17 @@ import duckdb
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric
 from evaltui.store.db import connect, migrate, now, transaction
+from evaltui.store.rows import (
+    CASE_COLUMNS,
+    LABEL_COLUMNS,
+    RUBRIC_COLUMNS,
+    case_from_row,
+    label_from_row,
+    rubric_from_row,
+)
 
 DEFAULT_DB = Path("evals.duckdb")
 """The project file used when `--db` is not given."""
-
-_CASE_COLUMNS = (
-    "id, kind, input, messages, output, output_a, output_b, metadata, split, tags, "
-    "source, imported_at, reason"
-)
-_LABEL_COLUMNS = (
-    "id, case_id, rubric, rubric_version, rater, value, note, tags, shown_swapped, seconds, "
-    "created_at, source"
-)
-_RUBRIC_COLUMNS = (
-    "name, version, kind, status, question, pass_definition, fail_definition, checklist, "
-    "examples_pass, examples_fail, created_at"
-)
 
 
 class Store:
@@ -98,22 +93,22 @@ class Store:
     def get_case(self, case_id: str) -> Case:
         """The case with this id."""
         cur = self.cursor()
-        row = cur.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?", [case_id]).fetchone()
+        row = cur.execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = ?", [case_id]).fetchone()
         if row is None:
             raise NotFound(f"no case with id {case_id!r}")
-        return _case_from_row(row)
+        return case_from_row(row)
 
     def cases(self, offset: int = 0, limit: int = 100) -> list[Case]:
         """A window of cases in import order (never the whole table)."""
         rows = (
             self.cursor()
             .execute(
-                f"SELECT {_CASE_COLUMNS} FROM cases ORDER BY rowid LIMIT ? OFFSET ?",
+                f"SELECT {CASE_COLUMNS} FROM cases ORDER BY rowid LIMIT ? OFFSET ?",
                 [limit, offset],
             )
             .fetchall()
         )
-        return [_case_from_row(r) for r in rows]
+        return [case_from_row(r) for r in rows]
 
     # Rubrics -------------------------------------------------------------
 
@@ -135,7 +130,7 @@ class Store:
                 f"text; give the changed rubric version {self.latest_rubric_version(rubric.name) + 1}"
             )
         self.cursor().execute(
-            f"INSERT INTO rubrics ({_RUBRIC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO rubrics ({RUBRIC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 rubric.name,
                 rubric.version,
@@ -166,12 +161,12 @@ class Store:
         cur = self.cursor()
         if version is None:
             row = cur.execute(
-                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics WHERE name = ? ORDER BY version DESC LIMIT 1",
+                f"SELECT {RUBRIC_COLUMNS} FROM rubrics WHERE name = ? ORDER BY version DESC LIMIT 1",
                 [name],
             ).fetchone()
         else:
             row = cur.execute(
-                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics WHERE name = ? AND version = ?",
+                f"SELECT {RUBRIC_COLUMNS} FROM rubrics WHERE name = ? AND version = ?",
                 [name, version],
             ).fetchone()
         if row is None:
@@ -181,19 +176,19 @@ class Store:
                 f"no rubric {which!r} in {self.path} (rubrics: {known}); "
                 "add one with 'evaltui rubric import FILE.toml'"
             )
-        return _rubric_from_row(row)
+        return rubric_from_row(row)
 
     def rubrics(self) -> list[Rubric]:
         """The latest version of every rubric, by name."""
         rows = (
             self.cursor()
             .execute(
-                f"SELECT {_RUBRIC_COLUMNS} FROM rubrics QUALIFY version = max(version) OVER "
+                f"SELECT {RUBRIC_COLUMNS} FROM rubrics QUALIFY version = max(version) OVER "
                 "(PARTITION BY name) ORDER BY name"
             )
             .fetchall()
         )
-        return [_rubric_from_row(r) for r in rows]
+        return [rubric_from_row(r) for r in rows]
 
     # Judges --------------------------------------------------------------
 
@@ -333,7 +328,7 @@ class Store:
         if len(rows) == 1:  # the labelling screen's case: one plain statement, its own commit
             lb = rows[0]
             self.cursor().execute(
-                f"INSERT OR IGNORE INTO labels ({_LABEL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO labels ({LABEL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [lb.id, lb.case_id, lb.rubric, lb.rubric_version, lb.rater, lb.value, lb.note,
                  list(lb.tags), lb.shown_swapped, lb.seconds, lb.created_at or now(), lb.source],
             )  # fmt: skip
@@ -355,7 +350,7 @@ class Store:
         ]
         with self.transaction() as cur:
             cur.execute(
-                f"INSERT OR IGNORE INTO labels ({_LABEL_COLUMNS}) SELECT unnest(?::VARCHAR[]), "
+                f"INSERT OR IGNORE INTO labels ({LABEL_COLUMNS}) SELECT unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
@@ -365,26 +360,26 @@ class Store:
 
     def current_labels(self, rubric: str, rater: str | None = None) -> list[Label]:
         """Each rater's current label per case under a rubric (all versions)."""
-        sql = f"SELECT {_LABEL_COLUMNS} FROM current_labels WHERE rubric = ?"
+        sql = f"SELECT {LABEL_COLUMNS} FROM current_labels WHERE rubric = ?"
         params: list[Any] = [rubric]
         if rater is not None:
             sql += " AND rater = ?"
             params.append(rater)
         rows = self.cursor().execute(sql + " ORDER BY seq", params).fetchall()
-        return [_label_from_row(r) for r in rows]
+        return [label_from_row(r) for r in rows]
 
     def label_history(self, case_id: str, rubric: str, rater: str) -> list[Label]:
         """Every row ever written for one rater, case and rubric, oldest first."""
         rows = (
             self.cursor()
             .execute(
-                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
+                f"SELECT {LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
                 "ORDER BY seq",
                 [case_id, rubric, rater],
             )
             .fetchall()
         )
-        return [_label_from_row(r) for r in rows]
+        return [label_from_row(r) for r in rows]
 
     def label_counts(self, rubric: str) -> dict[str, int]:
         """How many current labels each rater has under a rubric."""
@@ -404,7 +399,7 @@ class Store:
         row = (
             self.cursor()
             .execute(
-                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
+                f"SELECT {LABEL_COLUMNS} FROM labels WHERE case_id = ? AND rubric = ? AND rater = ? "
                 "ORDER BY seq DESC LIMIT 1",
                 [case_id, rubric, rater],
             )
@@ -412,20 +407,20 @@ class Store:
         )
         if row is None or row[5] is None:
             return None
-        return _label_from_row(row)
+        return label_from_row(row)
 
     def labels_for_case(self, case_id: str, rubric: str) -> list[Label]:
         """Every rater's current label for one case."""
         rows = (
             self.cursor()
             .execute(
-                f"SELECT {_LABEL_COLUMNS} FROM current_labels WHERE case_id = ? AND rubric = ? "
+                f"SELECT {LABEL_COLUMNS} FROM current_labels WHERE case_id = ? AND rubric = ? "
                 "ORDER BY rater",
                 [case_id, rubric],
             )
             .fetchall()
         )
-        return [_label_from_row(r) for r in rows]
+        return [label_from_row(r) for r in rows]
 
     def tags_in_use(self, rubric: str) -> list[str]:
         """Failure-mode tags used on any label of a rubric, most used first."""
@@ -478,54 +473,3 @@ class Store:
 
 def _rubric_text(rubric: Rubric) -> dict[str, Any]:
     return rubric.model_dump(exclude={"created_at", "status"})
-
-
-def _rubric_from_row(row: Sequence[Any]) -> Rubric:
-    return Rubric(
-        name=row[0],
-        version=row[1],
-        kind=row[2],
-        status=row[3],
-        question=row[4],
-        pass_=row[5],
-        fail=row[6],
-        checklist=tuple(row[7]),
-        examples_pass=tuple(row[8]),
-        examples_fail=tuple(row[9]),
-        created_at=row[10],
-    )
-
-
-def _case_from_row(row: Sequence[Any]) -> Case:
-    return Case(
-        id=row[0],
-        kind=row[1],
-        input=row[2],
-        messages=json.loads(row[3]) if row[3] is not None else None,
-        output=row[4],
-        output_a=row[5],
-        output_b=row[6],
-        metadata=json.loads(row[7]) if row[7] is not None else {},
-        split=row[8],
-        tags=tuple(row[9] or ()),
-        source=row[10],
-        imported_at=row[11],
-        reason=row[12],
-    )
-
-
-def _label_from_row(row: Sequence[Any]) -> Label:
-    return Label(
-        id=row[0],
-        case_id=row[1],
-        rubric=row[2],
-        rubric_version=row[3],
-        rater=row[4],
-        value=row[5],
-        note=row[6],
-        tags=tuple(row[7] or ()),
-        shown_swapped=row[8],
-        seconds=row[9],
-        created_at=row[10],
-        source=row[11],
-    )

@@ -13,7 +13,8 @@ from evaltui.labelling import CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
 from evaltui.ui.screens.home import HomeScreen
-from evaltui.ui.screens.label import BinaryLabelScreen, Clock, LabelScreen, PairwiseLabelScreen
+from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
+from evaltui.ui.screens.label import Clock, LabelScreen
 
 
 class EvaltuiApp(App[None]):
