@@ -8,8 +8,7 @@ import pytest
 
 from evaltui.errors import InvalidInput
 from evaltui.models import AdjudicationCause, Rubric, RubricKind
-from evaltui.store import Store
-from evaltui.store import coding
+from evaltui.store import Store, coding
 
 RUBRIC = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
 
