@@ -431,7 +431,7 @@ def test_fleiss_kappa_undefined_for_unequal_or_single_raters():
 
 @st.composite
 def reliability_data(draw: st.DrawFn) -> tuple[int, list[list[float]]]:
-    """(k, raters × units codes 0..k-1 or NaN), with at least one unit rated twice."""
+    """(k, raters × units codes 0..k-1 or NaN); some draws have no unit rated twice."""
     k = draw(st.integers(2, 4))
     raters = draw(st.integers(2, 5))
     kind = draw(st.sampled_from(["free", "correlated", "skewed", "single", "two_units", "sparse"]))
@@ -457,10 +457,6 @@ def reliability_data(draw: st.DrawFn) -> tuple[int, list[list[float]]]:
         [math.nan if missing[r * n + u] else float(grid[r][u]) for u in range(n)]
         for r in range(raters)
     ]
-    pairable = any(sum(not math.isnan(data[r][u]) for r in range(raters)) >= 2 for u in range(n))
-    if not pairable:
-        # No unit rated twice: see test_krippendorff_alpha_without_pairable_units (a known bug).
-        data[0][0], data[1][0] = 0.0, float(k - 1)
     return k, data
 
 
@@ -495,6 +491,7 @@ def reference_alpha(data: list[list[float]]) -> float:
 @given(reliability_data())
 @example((2, [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))  # one value throughout
 @example((3, [[1.0, 0.0, math.nan], [1.0, math.nan, 2.0]]))  # the others unpairable
+@example((2, [[0.0, math.nan], [math.nan, 1.0]]))  # no unit rated twice
 @example((2, [[0.0, 1.0], [0.0, 1.0]]))  # two units, perfect
 @example((2, [[0.0, 1.0], [1.0, 0.0]]))  # two units, never agree
 @example((3, [[0.0, math.nan, 1.0, 2.0], [0.0, 1.0, math.nan, 2.0], [math.nan, 1.0, 1.0, 0.0]]))
@@ -702,3 +699,21 @@ ORDER = ["worse than chance", "slight", "fair", "moderate", "substantial", "almo
 def test_strength_is_monotone(x, y):
     low, high = sorted((x, y))
     assert ORDER.index(strength(low)) <= ORDER.index(strength(high))
+
+
+def test_fleiss_bootstrap_matches_a_plain_resampling_loop() -> None:
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    from evaltui.stats.agreement import fleiss_kappa_bootstrap_ci
+
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 3, 300)
+    ratings = np.where(rng.random((300, 4)) < 0.8, truth[:, None], rng.integers(0, 3, (300, 4)))
+    counts = np.stack([(ratings == c).sum(1) for c in range(3)], axis=1).astype(float)
+    ours = fleiss_kappa_bootstrap_ci(counts, resamples=2000, seed=1)
+    assert ours == fleiss_kappa_bootstrap_ci(counts, resamples=2000, seed=1)
+    loop = [sm_fleiss(counts[rng.integers(0, 300, 300)]) for _ in range(2000)]
+    low, high = np.percentile(loop, [2.5, 97.5])
+    assert ours.degenerate == 0
+    assert ours.low == pytest.approx(low, abs=0.015) and ours.high == pytest.approx(high, abs=0.015)
+    assert ours.low < sm_fleiss(counts) < ours.high
