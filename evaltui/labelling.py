@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from evaltui.errors import InvalidInput
@@ -234,7 +234,6 @@ class Pace:
 
     started: float
     count: int = 0
-    history: list[float] = field(default_factory=list)
 
     def per_minute(self, now: float) -> float:
         """Labels per minute since the sitting started (0 before the first)."""

@@ -65,3 +65,18 @@ def test_readme_lists_every_labelling_key() -> None:
     readme = (REPO / "README.md").read_text()
     for binding in [*BinaryLabelScreen.BINDINGS, *PairwiseLabelScreen.BINDINGS]:
         assert f"`{binding.id}`" in readme, binding.id  # type: ignore[union-attr]
+
+
+def test_init_creates_a_project_once(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from evaltui.store import Store
+    from evaltui.store.schema import SCHEMA_VERSION
+
+    db = tmp_path / "new.duckdb"
+    result = cli("init", db)
+    assert result.code == 0 and f"created (schema {SCHEMA_VERSION})" in result.out
+    assert "already a project" in cli("init", db).out
+    with Store.open(db) as store:
+        assert store.count_cases() == 0 and store.schema_version == SCHEMA_VERSION
+    (tmp_path / "notes.duckdb").write_text("not a database\n" * 50)
+    bad = cli("init", tmp_path / "notes.duckdb")
+    assert bad.code == 1 and bad.err.count("\n") == 1

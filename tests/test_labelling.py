@@ -348,3 +348,18 @@ async def test_a_session_limits_labelling_to_its_sample(project: Path, cli) -> N
             await pilot.pause()
         labelled = {lb.case_id for lb in store.current_labels("resolves-issue", "alice")}
         assert labelled == set(sample)
+
+
+async def test_r_hides_and_shows_the_rubric(project: Path) -> None:
+    with Store.open(project) as store:
+        app = EvaltuiApp(store, Config(rater="alice"), label=("resolves-issue", None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            panel = app.screen.query_one("#rubric-scroll")
+            assert panel.display and "Does the reply resolve" in text_of(app, "#rubric")
+            await pilot.press("r")
+            assert not panel.display
+            await pilot.press("r", "p")  # shown again, and labelling still works
+            await pilot.pause()
+            assert panel.display
+        assert len(store.current_labels("resolves-issue", "alice")) == 1

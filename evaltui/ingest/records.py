@@ -327,7 +327,7 @@ def _coerce(values: dict[str, Any], text_cells: bool) -> None:
         value = values.get(name)
         if value is not None and not isinstance(value, str):
             raise _FieldError(name, f"expected text, got {_kind(value)}")
-    if name_in(values, "id"):
+    if values.get("id") is not None:
         value = values["id"]
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise _FieldError("id", f"expected text or a whole number, got {_kind(value)}")
@@ -354,11 +354,6 @@ def _coerce(values: dict[str, Any], text_cells: bool) -> None:
         isinstance(tags, list) and all(isinstance(t, str) for t in tags)
     ):
         raise _FieldError("tags", f"expected a list of text tags, got {_kind(tags)}")
-
-
-def name_in(values: dict[str, Any], name: str) -> bool:
-    """Whether a field was given a non-null value."""
-    return values.get(name) is not None
 
 
 def _flatten_content(message: Any) -> Any:
