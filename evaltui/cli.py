@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT.toml")
     _db_option(p)
     p.set_defaults(handler=_rubric_export)
+
+    from evaltui.cli_judge import add_commands
+
+    add_commands(sub, _db_option, _Parser)
     return parser
 
 

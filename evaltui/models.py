@@ -244,14 +244,22 @@ class Judge(Model):
     prompt: NonEmpty
     params: dict[str, Any] = Field(default_factory=dict)
     few_shot: tuple[str, ...] = ()
+    source: str | None = None
+    """Set for a judge whose verdicts were imported from a file (one order each); never run."""
 
     @property
     def version(self) -> str:
-        """`sha256:` of model, api_base, prompt, params and few-shot ids."""
-        payload = json.dumps(
-            [self.model, self.api_base, self.prompt, self.params, list(self.few_shot)],
-            sort_keys=True,
-        )
+        """`sha256:` of model, api_base, prompt, params and few-shot ids (and source, if imported)."""
+        parts: list[Any] = [
+            self.model,
+            self.api_base,
+            self.prompt,
+            self.params,
+            list(self.few_shot),
+        ]
+        if self.source is not None:
+            parts.append(self.source)
+        payload = json.dumps(parts, sort_keys=True)
         return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -198,7 +198,7 @@ class Store:
         if cur.execute("SELECT 1 FROM judges WHERE version = ?", [judge.version]).fetchone():
             return False
         cur.execute(
-            "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 judge.version,
                 judge.rubric,
@@ -209,6 +209,7 @@ class Store:
                 json.dumps(judge.params, sort_keys=True),
                 list(judge.few_shot),
                 now(),
+                judge.source,
             ],
         )
         return True
@@ -218,8 +219,8 @@ class Store:
         rows = (
             self.cursor()
             .execute(
-                "SELECT name, rubric, model, api_base, prompt, params, few_shot FROM judges "
-                "WHERE rubric = ? ORDER BY created_at",
+                "SELECT name, rubric, model, api_base, prompt, params, few_shot, source FROM judges "
+                "WHERE rubric = ? ORDER BY created_at, rowid",
                 [rubric],
             )
             .fetchall()
@@ -233,6 +234,7 @@ class Store:
                 prompt=r[4],
                 params=json.loads(r[5]),
                 few_shot=tuple(r[6]),
+                source=r[7],
             )
             for r in rows
         ]

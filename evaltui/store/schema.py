@@ -154,6 +154,21 @@ MIGRATIONS: list[Migration] = [
             created_at TIMESTAMP NOT NULL
         )""",
     ],
+    # 6: the locked train/dev/test split of each rubric, and every look at its test split.
+    [
+        """CREATE TABLE judge_splits (
+            rubric VARCHAR PRIMARY KEY,
+            seed BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE test_views (
+            rubric VARCHAR NOT NULL,
+            judge_version VARCHAR NOT NULL,
+            purpose VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        "ALTER TABLE judges ADD COLUMN source VARCHAR",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,322 @@
+"""Running a judge: litellm calls with bounded concurrency and retries, each verdict stored as it arrives.
+
+The project file is the cache: `plan` leaves out every call whose verdict is
+already stored, so a stopped run resumes where it left off and a finished one
+makes no calls at all. An answer that cannot be read is stored as an error
+verdict with its raw text; so is a call that still fails after every retry.
+Configuration problems (a bad key, an unknown model) stop the run instead, so
+they never fill the cache with errors.
+
+API keys come from the environment through litellm's own conventions
+(`OPENAI_API_KEY`, ...). They are never passed, stored or shown here, and
+any error text is scrubbed of secret-looking environment values before it is
+stored or printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from evaltui.errors import EvaltuiError
+from evaltui.judge.parse import BinaryAnswer, PairwiseAnswer, parse_answer
+from evaltui.judge.prompt import render
+from evaltui.models import Case, Judge, Rubric, RubricKind, Verdict
+from evaltui.store import Store
+from evaltui.store.verdicts import add_verdict, answered
+
+
+class JudgeRunError(EvaltuiError):
+    """A judge run stopped on a problem every call would hit (key, model, endpoint)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to make: a case, in the case's order or swapped (pairwise position check)."""
+
+    case: Case
+    swapped: bool = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How hard to push the provider."""
+
+    concurrency: int = 8
+    """Calls in flight at once."""
+    timeout: float = 60.0
+    """Seconds before one call is abandoned (and retried)."""
+    retries: int = 4
+    """Further attempts after a rate limit, timeout or server error."""
+    backoff: float = 1.0
+    """Base of the exponential backoff, in seconds (full jitter)."""
+    max_backoff: float = 60.0
+    """No single wait is longer than this, Retry-After included."""
+
+
+@dataclass
+class Progress:
+    """A run's running totals, updated as each verdict is stored."""
+
+    total: int
+    done: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    """Verdicts whose cost litellm could not price (a self-hosted model, say)."""
+    retries: int = 0
+
+
+VerdictCallback = Callable[[Verdict, Progress], None]
+
+
+def load_litellm() -> ModuleType:
+    """Import litellm the way evaltui needs it: local cost map, no banners, no network."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def plan(
+    store: Store, judge: Judge, rubric: Rubric, cases: Sequence[Case], *, retry_errors: bool = False
+) -> list[Call]:
+    """The calls still to make: pairwise rubrics ask both orders, stored verdicts are skipped."""
+    done = answered(store, judge.version, errors=not retry_errors)
+    orders = (False, True) if rubric.kind is RubricKind.pairwise else (False,)
+    return [
+        Call(case, swapped)
+        for case in cases
+        if case.id not in judge.few_shot
+        for swapped in orders
+        if (case.id, swapped) not in done
+    ]
+
+
+async def run(
+    store: Store,
+    judge: Judge,
+    rubric: Rubric,
+    calls: Sequence[Call],
+    *,
+    options: RunOptions | None = None,
+    examples: Sequence[tuple[Case, str]] = (),
+    on_verdict: VerdictCallback | None = None,
+) -> Progress:
+    """Make the calls, storing each verdict as it arrives; return the totals.
+
+    Cancelling the task running this drops the calls in flight (nothing is
+    stored for them) and keeps every verdict already stored.
+    """
+    options = options or RunOptions()
+    if judge.source is not None:
+        raise JudgeRunError(
+            f"judge {judge.name!r} holds verdicts imported from {judge.source}; it cannot be run"
+        )
+    store.save_judge(judge)
+    progress = Progress(total=len(calls))
+    if not calls:
+        return progress  # everything is cached: no need to load litellm
+    litellm = await asyncio.to_thread(load_litellm)
+    queue: asyncio.Queue[Call] = asyncio.Queue()
+    for call in calls:
+        queue.put_nowait(call)
+    caller = _Caller(litellm, judge, rubric, options, examples, progress)
+
+    async def worker() -> None:
+        while not queue.empty():
+            call = queue.get_nowait()
+            verdict = await caller.verdict(call)
+            add_verdict(store, verdict)
+            progress.done += 1
+            if verdict.value is None:
+                progress.errors += 1
+            if verdict.cost_usd is None:
+                progress.cost_unknown += 1
+            else:
+                progress.cost_usd += verdict.cost_usd
+            if on_verdict is not None:
+                on_verdict(verdict, progress)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(options.concurrency, len(calls)))):
+                group.create_task(worker())
+    except* JudgeRunError as failed:
+        raise failed.exceptions[0] from None
+    return progress
+
+
+class _Caller:
+    """One judge's request, retry and parse logic."""
+
+    def __init__(
+        self,
+        litellm: ModuleType,
+        judge: Judge,
+        rubric: Rubric,
+        options: RunOptions,
+        examples: Sequence[tuple[Case, str]],
+        progress: Progress,
+    ) -> None:
+        self.litellm = litellm
+        self.judge = judge
+        self.rubric = rubric
+        self.options = options
+        self.examples = examples
+        self.progress = progress
+        self.retryable = (
+            litellm.RateLimitError,
+            litellm.Timeout,
+            litellm.InternalServerError,
+            litellm.ServiceUnavailableError,
+            litellm.BadGatewayError,
+            litellm.APIConnectionError,
+        )
+        self.fatal = (
+            litellm.AuthenticationError,
+            litellm.PermissionDeniedError,
+            litellm.NotFoundError,
+            litellm.BadRequestError,
+        )
+        self.kwargs: dict[str, Any] = {
+            "model": judge.model,
+            "timeout": options.timeout,
+            "num_retries": 0,  # retries are ours, so Retry-After is honoured and counted
+            "max_retries": 0,
+            **judge.params,
+        }
+        if judge.api_base:
+            self.kwargs["api_base"] = judge.api_base
+        if _supports_schema(litellm, judge.model):
+            self.kwargs["response_format"] = (
+                PairwiseAnswer if rubric.kind is RubricKind.pairwise else BinaryAnswer
+            )
+
+    async def verdict(self, call: Call) -> Verdict:
+        prompt = render(
+            self.judge.prompt, self.rubric, call.case, swapped=call.swapped, examples=self.examples
+        )
+        messages = [{"role": "user", "content": prompt}]
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self.litellm.acompletion(messages=messages, **self.kwargs)
+            except self.fatal as error:
+                raise JudgeRunError(
+                    f"judge {self.judge.model}: {type(error).__name__}: {scrub(str(error))}"
+                ) from None
+            except self.retryable as error:
+                if attempt >= self.options.retries:
+                    return self._failed(call, attempt + 1, error)
+                await asyncio.sleep(self._wait(error, attempt))
+                attempt += 1
+                self.progress.retries += 1
+                continue
+            except self.litellm.APIError as error:  # another provider error: keep it, move on
+                return self._failed(call, attempt + 1, error)
+            latency = (time.perf_counter() - started) * 1000
+            return self._read(call, response, latency)
+
+    def _wait(self, error: Exception, attempt: int) -> float:
+        ceiling = min(self.options.max_backoff, self.options.backoff * 2**attempt)
+        wait = random.uniform(0, ceiling)
+        after = retry_after(getattr(error, "litellm_response_headers", None))
+        if after is not None:
+            wait = max(wait, min(after, self.options.max_backoff))
+        return wait
+
+    def _failed(self, call: Call, attempts: int, error: Exception) -> Verdict:
+        text = f"gave up after {attempts} attempt(s): {type(error).__name__}: {scrub(str(error))}"
+        return Verdict(
+            judge_version=self.judge.version,
+            case_id=call.case.id,
+            swapped=call.swapped,
+            value=None,
+            error=text,
+        )
+
+    def _read(self, call: Call, response: Any, latency_ms: float) -> Verdict:
+        raw = response.choices[0].message.content or ""
+        parsed = parse_answer(raw, self.rubric.kind)
+        value = parsed.value
+        if value is not None and call.swapped:
+            value = {"A": "B", "B": "A"}.get(value, value)  # back to the case's own orientation
+        usage = getattr(response, "usage", None)
+        return Verdict(
+            judge_version=self.judge.version,
+            case_id=call.case.id,
+            swapped=call.swapped,
+            value=value,
+            critique=parsed.critique,
+            raw=raw,
+            error=parsed.error,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            cost_usd=self._cost(response),
+            latency_ms=round(latency_ms, 3),
+        )
+
+    def _cost(self, response: Any) -> float | None:
+        try:
+            return float(self.litellm.completion_cost(completion_response=response))
+        except Exception:  # litellm raises for models it cannot price: cost unknown, not zero
+            return None
+
+
+def _supports_schema(litellm: ModuleType, model: str) -> bool:
+    try:
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # unknown models raise in some litellm versions
+        return False
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), if any.
+
+    >>> retry_after({"retry-after": "2"})
+    2.0
+    >>> retry_after({}) is None
+    True
+    """
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def scrub(text: str) -> str:
+    """Text with every secret-looking environment value replaced by `[redacted]`.
+
+    >>> os.environ["EXAMPLE_API_KEY"] = "sk-not-a-real-key"
+    >>> scrub("Incorrect API key provided: sk-not-a-real-key")
+    'Incorrect API key provided: [redacted]'
+    >>> del os.environ["EXAMPLE_API_KEY"]
+    """
+    for name, value in os.environ.items():
+        if len(value) >= 8 and any(word in name.upper() for word in _SECRET_WORDS):
+            text = text.replace(value, "[redacted]")
+    return text
