@@ -58,12 +58,17 @@ def test_label_command_errors_are_one_line(cli, tmp_path: Path) -> None:  # type
     assert result.code == 1 and "no such config file" in result.err
 
 
-def test_readme_lists_every_labelling_key() -> None:
+def test_readme_lists_every_labelling_and_judge_key() -> None:
+    from evaltui.ui.screens.judge import JudgeScreen
     from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
     from tests.conftest import REPO
 
     readme = (REPO / "README.md").read_text()
-    for binding in [*BinaryLabelScreen.BINDINGS, *PairwiseLabelScreen.BINDINGS]:
+    for binding in [
+        *BinaryLabelScreen.BINDINGS,
+        *PairwiseLabelScreen.BINDINGS,
+        *JudgeScreen.BINDINGS,
+    ]:
         assert f"`{binding.id}`" in readme, binding.id  # type: ignore[union-attr]
 
 

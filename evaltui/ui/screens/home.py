@@ -36,6 +36,13 @@ class HomeScreen(Screen[None]):
             tooltip="Group notes into named failure modes",
         ),
         Binding(
+            "J",
+            "judge",
+            "Judge",
+            id="home.judge",
+            tooltip="Run the rubric's LLM judge, calibrate it against the humans, approve it",
+        ),
+        Binding(
             "S",
             "new_session",
             "New session",
@@ -98,7 +105,7 @@ class HomeScreen(Screen[None]):
         self.query_one("#sessions", Static).update(self._sessions_text())
         hint = (
             f"Enter: label the selected rubric as {literal(self.rater)}   "
-            "A: agreement   F: failure modes   q: quit"
+            "A: agreement   J: judge   F: failure modes   q: quit"
         )
         if table.row_count == 0:
             hint = "No rubrics yet: add one with 'evaltui rubric import FILE.toml'"
@@ -186,6 +193,13 @@ class HomeScreen(Screen[None]):
         app = self.app
         assert isinstance(app, EvaltuiApp)
         app.open_labelling(name, self.rater)
+
+    def action_judge(self) -> None:
+        from evaltui.ui.screens.judge import JudgeScreen
+
+        name = self._selected()
+        if name is not None:
+            self.app.push_screen(JudgeScreen(self.store, self.store.get_rubric(name), self.rater))
 
     def action_agreement(self) -> None:
         from evaltui.ui.screens.agreement import AgreementScreen
