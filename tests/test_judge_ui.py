@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from evaltui import rubric_toml
@@ -140,7 +141,9 @@ async def test_disagreement_opens_with_critique_and_note(tmp_path: Path) -> None
             assert "TPR 1.000 · TNR 0.000" in str(app.screen.query_one("#judge-figures").render())
             await pilot.press("enter")
             await pilot.pause()
-            shown = str(app.screen.query_one(Static).render())
+            console = Console(width=100, record=True)
+            console.print(app.screen.query_one(Static).content)
+            shown = console.export_text()
             assert "judge: pass" in shown and "looks fine [fail]" in shown
             assert "human: fail" in shown and "alice on" in shown
             await pilot.press("escape")
@@ -149,3 +152,49 @@ async def test_disagreement_opens_with_critique_and_note(tmp_path: Path) -> None
             await pilot.press("ctrl+t")
             await pilot.pause()
             assert "test set viewed 1 time(s)" in str(app.screen.query_one("#judge-head").render())
+
+
+async def test_escape_cancels_a_run_and_ctrl_r_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    db = tmp_path / "evals.duckdb"
+    make_project(db)
+    with LoopbackServer(latency=0.2) as server, Store.open(db) as store:
+        rubric = store.get_rubric("resolves")
+        store.save_judge(
+            Judge(
+                rubric="resolves",
+                model="openai/slow",
+                api_base=server.api_base,
+                prompt="Grade {output}",
+            )
+        )
+        app = EvaltuiApp(store, Config(rater="alice"))
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = JudgeScreen(store, rubric, "alice", concurrency=2)
+            app.push_screen(screen)
+            await pilot.pause()
+            await pilot.press("ctrl+r")
+            judge = store.judges("resolves")[-1]
+            while len(verdicts(store, judge.version)) < 4:
+                await pilot.pause(0.05)
+            await pilot.press("escape")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.screen is screen  # Esc cancelled the run, it did not leave
+            status = str(screen.query_one("#judge-status", Static).render())
+            assert "run cancelled" in status
+            kept = len(verdicts(store, judge.version))
+            assert 4 <= kept < N - 2
+            before = server.calls
+
+            await pilot.press("ctrl+r")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            # Only the cases without a verdict are asked (in-flight calls were dropped).
+            assert server.calls - before == (N - 2) - kept
+            assert len(verdicts(store, judge.version)) == N - 2
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, JudgeScreen)

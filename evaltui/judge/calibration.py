@@ -46,6 +46,8 @@ class Gold:
     raters: list[str]
     no_gold: int = 0
     """Cases the humans labelled but split on, with no adjudication."""
+    labelled: set[str] = field(default_factory=set)
+    """Every case any human labelled (gold or not)."""
 
 
 def gold_labels(store: Store, rubric: Rubric, rater: str | None = None) -> Gold:
@@ -88,7 +90,8 @@ def gold_labels(store: Store, rubric: Rubric, rater: str | None = None) -> Gold:
     else:
         base = f"majority of {', '.join(raters)}" if raters else "no human labels yet"
     source = f"adjudicated where present, else {base}" if adjudicated else base
-    return Gold(values, notes, source, [rater] if rater else raters, len(split_votes))
+    labelled = set(by_case) | set(adjudicated)
+    return Gold(values, notes, source, [rater] if rater else raters, len(split_votes), labelled)
 
 
 @dataclass
@@ -298,7 +301,10 @@ def corrected_pass_rate(
     seed: int,
 ) -> dict[str, Any] | None:
     """Rogan–Gladen pass rate of the cases no human labelled, from the judge's answers on them."""
-    unlabelled = [a.value == "pass" for c, a in answers.items() if c not in gold.values and a.value]
+    # Unlabelled means no human looked at it: cases the humans split on are not a random draw.
+    unlabelled = [
+        a.value == "pass" for c, a in answers.items() if c not in gold.labelled and a.value
+    ]
     if not unlabelled or tpr is None or tnr is None:
         return None
     h, j = np.asarray(human), np.asarray(said)
