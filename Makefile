@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/keypress.py
 	$(BIN)/python bench/agreement.py
+	$(BIN)/python bench/judge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

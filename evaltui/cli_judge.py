@@ -181,10 +181,11 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             params[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             params[key.strip()] = value
-    for secret in ("api_key", "api-key", "key"):
-        if secret in params:
+    for name in params:
+        if any(word in name.lower() for word in ("key", "token", "secret", "password")):
             raise InvalidInput(
-                "API keys are read from the environment only (e.g. OPENAI_API_KEY), never stored"
+                f"--param {name}: API keys and tokens are read from the environment only "
+                "(e.g. OPENAI_API_KEY), never stored"
             )
     return params
 
@@ -237,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             ids = store.case_ids()
             if args.cases == "unlabelled":
                 ids = [c for c in ids if c not in gold.values]
-            cases = [store.get_case(c) for c in ids]
+            cases = store.cases_by_id(ids)
             calls = runner.plan(store, judge, rubric, cases, retry_errors=args.retry_errors)
             n_cases = len(cases)
         options = runner.RunOptions(
@@ -369,6 +370,7 @@ def _gate(args: argparse.Namespace) -> int:
         APPROVAL_SPLIT,
         few_shot_examples,
         gate_checks,
+        gate_notes,
         labelled_calls,
     )
     from evaltui.judge.calibration import calibration_report
@@ -398,6 +400,8 @@ def _gate(args: argparse.Namespace) -> int:
             store, rubric, judge, gold_rater=args.gold, split=APPROVAL_SPLIT,
             seed=seed or 0, purpose="gate",
         )  # fmt: skip
+    for note in gate_notes(report, parsed.calibration):
+        print(f"note {note}")
     checks = gate_checks(report, thresholds)
     for check in checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.text}")

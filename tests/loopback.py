@@ -7,7 +7,9 @@ errors, slow answers and malformed verdicts.
 
 Run it on its own (the judge benchmark does, so its CPU does not compete with
 the client being measured): `python tests/loopback.py --latency 0.1` prints
-the port and serves until killed.
+the port and serves until killed. `GET /stats` answers `{"requests": N}`, the
+number of completion requests so far (it is not counted itself), so a
+benchmark can count calls across the process boundary.
 """
 
 from __future__ import annotations
@@ -173,13 +175,21 @@ class LoopbackServer:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                _, path, _ = lines[0].split(" ", 2)
+                method, path, _ = lines[0].split(" ", 2)
                 headers = {}
                 for line in lines[1:]:
                     if ":" in line:
                         key, value = line.split(":", 1)
                         headers[key.strip().lower()] = value.strip()
                 raw = await reader.readexactly(int(headers.get("content-length", "0")))
+                if method == "GET" and path == "/stats":
+                    stats = json.dumps({"requests": self.calls}).encode()
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                        b"content-length: %d\r\n\r\n%s" % (len(stats), stats)
+                    )
+                    await writer.drain()
+                    continue
                 body = json.loads(raw) if raw else {}
                 request = Request(path, headers, body)
                 with self._lock:

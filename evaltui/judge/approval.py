@@ -67,6 +67,7 @@ def approve(
         approved_at=datetime.now(UTC).replace(microsecond=0),
     )
     approved = rubric.model_copy(update={"status": RubricStatus.approved})
+    store.set_rubric_status(rubric.name, rubric.version, RubricStatus.approved)
     base = RubricFile.from_models(approved, judge)
     file = base.model_copy(
         update={"calibration": calibration, "thresholds": thresholds or ThresholdsSection()}
@@ -129,6 +130,24 @@ def gate_checks(report: dict[str, Any], thresholds: ThresholdsSection) -> list[C
     return checks
 
 
+def gate_notes(report: dict[str, Any], approved: CalibrationSection | None) -> list[str]:
+    """Where the cases read now differ from the ones approved (informational, not checks)."""
+    if approved is None:
+        return []
+    notes = []
+    if approved.split_seed is not None and approved.split_seed != report["split_seed"]:
+        notes.append(
+            f"this project's split seed is {report['split_seed']}, the approval used "
+            f"{approved.split_seed}: the test split holds other cases"
+        )
+    if approved.cases_sha256 and approved.cases_sha256 != digest(report["case_ids"]):
+        notes.append(
+            f"the {report['n']} test cases read now are not the {approved.n} approved ones "
+            "(cases_sha256 differs)"
+        )
+    return notes
+
+
 def _num(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.3f}"
 
@@ -143,7 +162,7 @@ def labelled_calls(
 ) -> tuple[list[Call], int]:
     """The calls still needed for the judge to answer every human-labelled case, and the case count."""
     gold = gold_labels(store, rubric, gold_rater)
-    cases = [store.get_case(c) for c in sorted(gold.values)]
+    cases = store.cases_by_id(sorted(gold.values))
     return plan(store, judge, rubric, cases, retry_errors=retry_errors), len(cases)
 
 

@@ -30,7 +30,7 @@ from evaltui.judge.parse import BinaryAnswer, PairwiseAnswer, parse_answer
 from evaltui.judge.prompt import render
 from evaltui.models import Case, Judge, Rubric, RubricKind, Verdict
 from evaltui.store import Store
-from evaltui.store.verdicts import add_verdict, answered
+from evaltui.store.verdicts import answered, write_verdicts
 
 
 class JudgeRunError(EvaltuiError):
@@ -131,21 +131,12 @@ async def run(
     for call in calls:
         queue.put_nowait(call)
     caller = _Caller(litellm, judge, rubric, options, examples, progress)
+    writer = _Writer(store, progress, on_verdict)
 
     async def worker() -> None:
-        while not queue.empty():
+        while not queue.empty() and writer.healthy:
             call = queue.get_nowait()
-            verdict = await caller.verdict(call)
-            add_verdict(store, verdict)
-            progress.done += 1
-            if verdict.value is None:
-                progress.errors += 1
-            if verdict.cost_usd is None:
-                progress.cost_unknown += 1
-            else:
-                progress.cost_usd += verdict.cost_usd
-            if on_verdict is not None:
-                on_verdict(verdict, progress)
+            writer.put(await caller.verdict(call))
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -153,7 +144,70 @@ async def run(
                 group.create_task(worker())
     except* JudgeRunError as failed:
         raise failed.exceptions[0] from None
+    finally:
+        # Answers already received are stored even when the run is cancelled.
+        await writer.finish()
     return progress
+
+
+class _Writer:
+    """Stores verdicts as they arrive, each batch in one commit, off the event loop.
+
+    While one batch commits, the next gathers: under load a commit carries
+    many verdicts, when calls are slow each carries one. Progress and the
+    callback follow the commit, so whatever they report is stored.
+    """
+
+    def __init__(self, store: Store, progress: Progress, on_verdict: VerdictCallback | None):
+        self.cur = store.cursor()  # made here, used only by the writer thread
+        self.progress = progress
+        self.on_verdict = on_verdict
+        self.pending: list[Verdict] = []
+        self.wake = asyncio.Event()
+        self.closing = False
+        self.task = asyncio.create_task(self._loop())
+
+    @property
+    def healthy(self) -> bool:
+        """False once storing has failed: the run stops asking."""
+        return not self.task.done()
+
+    def put(self, verdict: Verdict) -> None:
+        self.pending.append(verdict)
+        self.wake.set()
+
+    async def finish(self) -> None:
+        """Store what is pending and stop; re-raises a storage error."""
+        self.closing = True
+        self.wake.set()
+        try:
+            await self.task
+        finally:
+            self.cur.close()
+
+    async def _loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.pending:
+                batch, self.pending = self.pending, []
+                await asyncio.to_thread(write_verdicts, self.cur, batch)
+                for verdict in batch:
+                    self._count(verdict)
+            if self.closing:
+                return
+
+    def _count(self, verdict: Verdict) -> None:
+        p = self.progress
+        p.done += 1
+        if verdict.value is None:
+            p.errors += 1
+        if verdict.cost_usd is None:
+            p.cost_unknown += 1
+        else:
+            p.cost_usd += verdict.cost_usd
+        if self.on_verdict is not None:
+            self.on_verdict(verdict, p)
 
 
 class _Caller:
@@ -247,7 +301,8 @@ class _Caller:
         )
 
     def _read(self, call: Call, response: Any, latency_ms: float) -> Verdict:
-        raw = response.choices[0].message.content or ""
+        choices = response.choices or ()  # a provider may answer with no choices at all
+        raw = scrub((choices[0].message.content if choices else None) or "")
         parsed = parse_answer(raw, self.rubric.kind)
         value = parsed.value
         if value is not None and call.swapped:
@@ -268,9 +323,15 @@ class _Caller:
         )
 
     def _cost(self, response: Any) -> float | None:
+        # litellm prices each call with completion_cost as it returns it; ask again only
+        # when that figure is missing. None is "unknown" (a self-hosted model), never 0.
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            cost = hidden["response_cost"]
+            return None if cost is None else float(cost)
         try:
             return float(self.litellm.completion_cost(completion_response=response))
-        except Exception:  # litellm raises for models it cannot price: cost unknown, not zero
+        except Exception:  # litellm raises for models it cannot price
             return None
 
 

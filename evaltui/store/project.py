@@ -11,7 +11,7 @@ from typing import Any, Self
 import duckdb
 
 from evaltui.errors import InvalidInput, NotFound
-from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric
+from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
 from evaltui.store.db import connect, migrate, now, transaction
 from evaltui.store.rows import (
     CASE_COLUMNS,
@@ -110,6 +110,22 @@ class Store:
         )
         return [case_from_row(r) for r in rows]
 
+    def cases_by_id(self, case_ids: Sequence[str]) -> list[Case]:
+        """The cases with these ids, in the order given; an unknown id is an error."""
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT {CASE_COLUMNS} FROM cases WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+                [list(case_ids)],
+            )
+            .fetchall()
+        )
+        found = {c.id: c for c in map(case_from_row, rows)}
+        missing = [c for c in case_ids if c not in found]
+        if missing:
+            raise NotFound(f"no case with id {missing[0]!r}")
+        return [found[c] for c in case_ids]
+
     # Rubrics -------------------------------------------------------------
 
     def save_rubric(self, rubric: Rubric) -> bool:
@@ -146,6 +162,14 @@ class Store:
             ],
         )
         return True
+
+    def set_rubric_status(self, name: str, version: int, status: RubricStatus) -> None:
+        """Move a rubric version along its lifecycle (its text never changes)."""
+        self.get_rubric(name, version)  # a clear error for an unknown rubric
+        self.cursor().execute(
+            "UPDATE rubrics SET status = ? WHERE name = ? AND version = ?",
+            [status.value, name, version],
+        )
 
     def latest_rubric_version(self, name: str) -> int:
         """The highest stored version of a rubric, 0 when there is none."""
