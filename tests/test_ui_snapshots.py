@@ -123,3 +123,44 @@ async def test_help_title_names_the_keymap_table(project: Store) -> None:
         await pilot.pause()
         title = str(app.screen.query(Label).first().render())
     assert title == "Keys (remap any of them by id in the config file's [keymap])"
+
+
+def judge_verdicts(store: Store) -> None:
+    """The reference labels as a human rater, and a fixed judge that passes three cases in four."""
+    import csv
+
+    from evaltui.models import Judge, Verdict
+    from evaltui.store.verdicts import add_verdicts
+
+    rubric = store.get_rubric(BINARY)
+    with (SAMPLE / "support" / "reference_labels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        store.add_label(row["case_id"], rubric, "ref", row["label"], note=row["note"])
+    judge = Judge(rubric=BINARY, model="openai/gpt-4o-mini", prompt="Grade {output}")
+    store.save_judge(judge)
+    add_verdicts(
+        store,
+        [
+            Verdict(
+                judge_version=judge.version,
+                case_id=row["case_id"],
+                value="fail" if i % 4 == 0 else "pass",
+                critique=f"critique of {row['case_id']}",
+                latency_ms=100.0 + i,
+                cost_usd=0.0001,
+            )
+            for i, row in enumerate(rows)
+        ],
+    )
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_judge_screen_results(snap_compare: Snap, project: Store, size: tuple[int, int]) -> None:
+    judge_verdicts(project)
+    assert snap_compare(make_app(project), press=["down", "J", "f3"], terminal_size=size)
+
+
+def test_judge_screen_prompt(snap_compare: Snap, project: Store) -> None:
+    judge_verdicts(project)
+    assert snap_compare(make_app(project), press=["down", "J"], terminal_size=SMALL)
