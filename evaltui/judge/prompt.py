@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -79,6 +80,7 @@ def default_template(rubric: Rubric) -> str:
     return PAIRWISE_TEMPLATE if rubric.kind is RubricKind.pairwise else BINARY_TEMPLATE
 
 
+@functools.lru_cache(maxsize=64)
 def check_template(template: str) -> None:
     """Refuse a template that names an unknown field or has unbalanced braces.
 

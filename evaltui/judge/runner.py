@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import os
 import random
 import time
@@ -377,7 +378,17 @@ def scrub(text: str) -> str:
     'Incorrect API key provided: [redacted]'
     >>> del os.environ["EXAMPLE_API_KEY"]
     """
-    for name, value in os.environ.items():
-        if len(value) >= 8 and any(word in name.upper() for word in _SECRET_WORDS):
+    for value in _secrets(tuple(os.environ.items())):
+        if value in text:
             text = text.replace(value, "[redacted]")
     return text
+
+
+@functools.lru_cache(maxsize=4)
+def _secrets(environ: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The secret-looking values of an environment (cached: read once per answer otherwise)."""
+    return tuple(
+        value
+        for name, value in environ
+        if len(value) >= 8 and any(word in name.upper() for word in _SECRET_WORDS)
+    )
