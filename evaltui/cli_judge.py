@@ -161,9 +161,14 @@ def _judge(store: Store, rubric: Rubric, name: str | None) -> Judge:
     return get_judge(store, rubric.name, name)
 
 
-def _print_json(data: dict[str, Any]) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+def _emit(report: dict[str, Any], as_json: bool, render: Any) -> int:
+    """Print a report as one JSON object (--json) or as text; exit code 0."""
+    if as_json:
+        json.dump(report, sys.stdout, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(render(report))
+    return 0
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -285,11 +290,7 @@ def _report(args: argparse.Namespace) -> int:
             store, rubric, judge, gold_rater=args.gold, split=args.split,
             seed=args.split_seed, resamples=args.resamples,
         )  # fmt: skip
-    if args.json:
-        _print_json(report)
-    else:
-        print(render_report(report))
-    return 0
+    return _emit(report, args.json, render_report)
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -301,11 +302,7 @@ def _history(args: argparse.Namespace) -> int:
         report = history(
             store, rubric, gold_rater=args.gold, split=args.split, seed=args.split_seed
         )
-    if args.json:
-        _print_json(report)
-    else:
-        print(render_history(report))
-    return 0
+    return _emit(report, args.json, render_history)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -321,11 +318,7 @@ def _compare(args: argparse.Namespace) -> int:
             store, rubric, before, after, gold_rater=args.gold, split=args.split,
             seed=args.split_seed, resamples=args.resamples,
         )  # fmt: skip
-    if args.json:
-        _print_json(report)
-    else:
-        print(render_comparison(report))
-    return 0
+    return _emit(report, args.json, render_comparison)
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evaltui.errors import InvalidInput
-from evaltui.judge.calibration import Gold, ReportSplit, calibration_report, digest, gold_labels
+from evaltui.judge.calibration import ReportSplit, calibration_report, digest, gold_labels
 from evaltui.judge.runner import Call, plan
 from evaltui.models import Case, Judge, Rubric, RubricStatus
 from evaltui.rubric_toml import CalibrationSection, RubricFile, ThresholdsSection
@@ -50,7 +50,7 @@ def approve(
             f"({report['pending']} labelled case(s) waiting): run it first"
         )
     gold = gold_labels(store, rubric, gold_rater)
-    scored = _scored(report, gold)
+    scored = report["case_ids"]  # every one has gold: they are what the figures were read on
     calibration = CalibrationSection(
         n=report["n"],
         human_raters=report["human_raters"],
@@ -73,12 +73,6 @@ def approve(
         update={"calibration": calibration, "thresholds": thresholds or ThresholdsSection()}
     )
     return file, report
-
-
-def _scored(report: dict[str, Any], gold: Gold) -> list[str]:
-    """The case ids the report's figures were computed on (gold, verdict, no error)."""
-    ids = report["case_ids"]
-    return [c for c in ids if c in gold.values]
 
 
 @dataclass(frozen=True)

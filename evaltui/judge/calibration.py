@@ -24,8 +24,7 @@ from evaltui.stats import judge as sj
 from evaltui.store import Store
 from evaltui.store.coding import adjudications
 from evaltui.store.verdicts import (
-    count_test_views,
-    record_test_view,
+    look_at_split,
     split_of,
     split_seed,
     verdicts,
@@ -159,9 +158,7 @@ def calibration_report(
     """The judge's figures against the human gold on one split (the `judge report --json` object)."""
     gold = gold_labels(store, rubric, gold_rater)
     locked, which = case_split(store, rubric, seed)
-    views = count_test_views(store, rubric.name)
-    if split in ("test", "all"):
-        views = record_test_view(store, rubric.name, judge.version, purpose)
+    views = look_at_split(store, rubric.name, split, judge.version, purpose)
     answers = outcomes(store, judge, rubric)
     scored = sorted(
         c for c in gold.values if _in_split(c, split, which) and c not in judge.few_shot

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def _num(value: float | None, digits: int = 3) -> str:
+def num(value: float | None, digits: int = 3) -> str:
+    """A figure to `digits` places, or a dash where it is undefined."""
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -27,7 +28,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"n {report['n']}   errors {report['errors']}   not yet run {report['pending']}"
         + (f"   humans split, no gold {report['no_gold']}" if report["no_gold"] else ""),
         "",
-        f"judge κ       {_num(report['judge_kappa'])}{_ci(report['judge_kappa_ci'])}",
+        f"judge κ       {num(report['judge_kappa'])}{_ci(report['judge_kappa_ci'])}",
         f"agreement     {_pct(report['observed'])}",
     ]
     if report["kind"] == "binary":
@@ -44,7 +45,7 @@ def render_report(report: dict[str, Any]) -> str:
         ]
     if report.get("human_kappa") is not None:
         lines.append(
-            f"human κ       {_num(report['human_kappa'])}{_ci(report['human_kappa_ci'])} "
+            f"human κ       {num(report['human_kappa'])}{_ci(report['human_kappa_ci'])} "
             f"({', '.join(report['human_raters'])})"
         )
     cost = report["cost_usd"]
@@ -55,7 +56,7 @@ def render_report(report: dict[str, Any]) -> str:
             if report["cost_unknown_calls"]
             else ""
         )
-        + f"   latency p50 {_num(report['latency_ms_p50'], 0)} ms"
+        + f"   latency p50 {num(report['latency_ms_p50'], 0)} ms"
     )
     confusion = report["confusion"]
     labels = confusion["labels"]
@@ -87,15 +88,16 @@ def render_report(report: dict[str, Any]) -> str:
         for d in report["disagreements"][:20]:
             lines.append(f"  {d['case_id']}: human {d['human']}, judge {d['judge']}")
             if d["critique"]:
-                lines.append(f"    judge: {_short(d['critique'])}")
+                lines.append(f"    judge: {short(d['critique'])}")
             if d["note"]:
-                lines.append(f"    human: {_short(d['note'])}")
+                lines.append(f"    human: {short(d['note'])}")
         if len(report["disagreements"]) > 20:
             lines.append(f"  … {len(report['disagreements']) - 20} more (--json lists all)")
     return "\n".join(lines)
 
 
-def _short(text: str, width: int = 100) -> str:
+def short(text: str, width: int = 100) -> str:
+    """Text on one line, cut to `width` with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
@@ -113,7 +115,7 @@ def render_history(report: dict[str, Any]) -> str:
             continue
         lines.append(
             f"{v['version'][:19]:<21}{v['name']:<12}{v['n']:>5}{v['errors']:>8}"
-            f"{_num(v['judge_kappa']):>8}{_num(v.get('tpr')):>8}{_num(v.get('tnr')):>8}  {v['model']}"
+            f"{num(v['judge_kappa']):>8}{num(v.get('tpr')):>8}{num(v.get('tnr')):>8}  {v['model']}"
         )
     return "\n".join(lines)
 
@@ -128,7 +130,7 @@ def render_comparison(report: dict[str, Any]) -> str:
     for key, d in report["deltas"].items():
         name = "κ" if key == "kappa" else key.upper()
         lines.append(
-            f"  Δ{name:<4} {_num(d['delta']):>7}{_ci(d['ci'])}   ({_num(d['before'])} → {_num(d['after'])})"
+            f"  Δ{name:<4} {num(d['delta']):>7}{_ci(d['ci'])}   ({num(d['before'])} → {num(d['after'])})"
         )
     verdict = "a real difference" if m["p_value"] < 0.05 else "no clear difference"
     lines.append(

@@ -12,7 +12,7 @@ from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.stats import agreement as st
 from evaltui.stats import judge as sj
 from evaltui.store import Store
-from evaltui.store.verdicts import count_test_views, record_test_view
+from evaltui.store.verdicts import look_at_split
 
 
 def _scored_cases(
@@ -56,10 +56,7 @@ def history(
 ) -> dict[str, Any]:
     """Every judge version of the rubric, each scored on the cases all run versions answered."""
     gold = gold_labels(store, rubric, gold_rater)
-    if split in ("test", "all"):
-        views = record_test_view(store, rubric.name, "*", "history")
-    else:
-        views = count_test_views(store, rubric.name)
+    views = look_at_split(store, rubric.name, split, "*", "history")
     scored = _scored_cases(store, rubric, gold, split, seed)
     judges = store.judges(rubric.name)
     answered = {j.version: outcomes(store, j, rubric) for j in judges}
@@ -103,8 +100,7 @@ def compare(
     """`after` minus `before` on the cases both answered: Δκ and ΔTPR/ΔTNR with paired
     bootstrap intervals, and McNemar's exact test on which cases each got right."""
     gold = gold_labels(store, rubric, gold_rater)
-    if split in ("test", "all"):
-        record_test_view(store, rubric.name, after.version, "compare")
+    look_at_split(store, rubric.name, split, after.version, "compare")
     a, b = outcomes(store, before, rubric), outcomes(store, after, rubric)
     cases = [
         c

@@ -191,12 +191,15 @@ def split_of(case_id: str, seed: int) -> Split:
     return "test"
 
 
-def record_test_view(store: Store, rubric: str, judge_version: str, purpose: str) -> int:
-    """Count one look at the rubric's test split; return how many looks there have been."""
-    cur = store.cursor()
-    cur.execute(
-        "INSERT INTO test_views VALUES (?, ?, ?, ?)", [rubric, judge_version, purpose, now()]
-    )
+def look_at_split(store: Store, rubric: str, split: str, judge_version: str, purpose: str) -> int:
+    """Count a read of the rubric's figures on `split` when it includes test; return the looks so far.
+
+    `all` includes the test split, so it counts too; `dev` and `train` do not.
+    """
+    if split in ("test", "all"):
+        store.cursor().execute(
+            "INSERT INTO test_views VALUES (?, ?, ?, ?)", [rubric, judge_version, purpose, now()]
+        )
     return count_test_views(store, rubric)
 
 

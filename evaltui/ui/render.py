@@ -160,6 +160,19 @@ def output_block(title: str, text: str, *, expanded: bool) -> RenderableType:
     )
 
 
+def case_view(case: Case, *, pairwise: bool) -> list[RenderableType]:
+    """A case folded for a dialog: its id, the input, and the output (or A and B)."""
+    parts = [Text(f"case {literal(case.id)}", style="bold"), case_input(case, expanded=False)]
+    if pairwise:
+        parts += [
+            output_block(" A ", case.output_a or "", expanded=False),
+            output_block(" B ", case.output_b or "", expanded=False),
+        ]
+    else:
+        parts.append(output_block(" OUTPUT ", case.output or "", expanded=False))
+    return parts
+
+
 def word_diff(left: str, right: str) -> tuple[Text, Text]:
     """Both texts with the words only one of them has highlighted.
 

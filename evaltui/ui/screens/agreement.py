@@ -185,17 +185,7 @@ class AdjudicationScreen(ModalScreen[bool]):
         return True
 
     def _case(self) -> Group:
-        case = self.case
-        parts = [
-            Text(f"case {render.literal(case.id)}", style="bold"),
-            render.case_input(case, expanded=False),
-        ]
-        if self.rubric.kind is RubricKind.pairwise:
-            parts += [render.output_block(" A ", case.output_a or "", expanded=False),
-                      render.output_block(" B ", case.output_b or "", expanded=False)]  # fmt: skip
-        else:
-            parts.append(render.output_block(" OUTPUT ", case.output or "", expanded=False))
-        return Group(*parts)
+        return Group(*render.case_view(self.case, pairwise=self.rubric.kind is RubricKind.pairwise))
 
     def _labels(self) -> Table:
         grid = Table(expand=True, title="Labels (A/B in the case's own order)")

@@ -30,7 +30,7 @@ from textual.worker import Worker, WorkerState
 from evaltui.errors import EvaltuiError
 from evaltui.judge.calibration import ReportSplit, calibration_report
 from evaltui.judge.prompt import check_template, default_template
-from evaltui.judge.text import render_comparison
+from evaltui.judge.text import num, render_comparison, short
 from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.store.verdicts import get_judge
@@ -140,7 +140,13 @@ class JudgeScreen(Screen[None]):
         table = self.query_one("#judge-disagreements", DataTable)
         table.clear()
         for d in r["disagreements"]:
-            cells = [d["case_id"], d["human"], d["judge"], _flat(d["critique"]), _flat(d["note"])]
+            cells = [
+                d["case_id"],
+                d["human"],
+                d["judge"],
+                short(d["critique"], 60),
+                short(d["note"], 60),
+            ]
             table.add_row(*(Text(render.literal(str(c))) for c in cells), key=d["case_id"])
 
     def _head(self, text: str) -> None:
@@ -298,30 +304,21 @@ class JudgeScreen(Screen[None]):
             self.app.push_screen(DisagreementScreen(self.store, self.rubric, found[0]))
 
 
-def _flat(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 def _figures_text(r: dict[str, Any]) -> str:
     ci = r["judge_kappa_ci"]
     lines = [
         f"n {r['n']} · errors {r['errors']} · not run {r['pending']} · gold: {r['gold']}",
-        f"judge κ {_num(r['judge_kappa'])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
+        f"judge κ {num(r['judge_kappa'])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
     ]
     if r["kind"] == "binary":
-        lines.append(f"TPR {_num(r['tpr'])} · TNR {_num(r['tnr'])} (positive class: pass)")
+        lines.append(f"TPR {num(r['tpr'])} · TNR {num(r['tnr'])} (positive class: pass)")
     else:
         lines.append(
-            f"position consistency {_num(r['position_consistency'])} · "
-            f"first-slot win rate {_num(r['first_slot_win_rate'])}"
+            f"position consistency {num(r['position_consistency'])} · "
+            f"first-slot win rate {num(r['first_slot_win_rate'])}"
         )
     if r.get("human_kappa") is not None:
-        lines.append(f"human κ {_num(r['human_kappa'])} ({', '.join(r['human_raters'])})")
+        lines.append(f"human κ {num(r['human_kappa'])} ({', '.join(r['human_raters'])})")
     cost, latency = r["cost_usd"], r["latency_ms_p50"]
     lines.append(
         f"cost {'unknown' if cost is None else f'${cost:.4f}'} · latency p50 "
@@ -350,15 +347,7 @@ class DisagreementScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         case, row = self.case, self.row
-        parts: list[Any] = [
-            Text(f"case {render.literal(case.id)}", style="bold"),
-            render.case_input(case, expanded=False),
-        ]
-        if self.rubric.kind is RubricKind.pairwise:
-            parts += [render.output_block(" A ", case.output_a or "", expanded=False),
-                      render.output_block(" B ", case.output_b or "", expanded=False)]  # fmt: skip
-        else:
-            parts.append(render.output_block(" OUTPUT ", case.output or "", expanded=False))
+        parts = render.case_view(case, pairwise=self.rubric.kind is RubricKind.pairwise)
         parts += [
             Text(f"\nhuman: {row['human']}", style="bold"),
             Text(render.literal(row["note"] or "(no note)")),
@@ -408,8 +397,8 @@ class HistoryScreen(ModalScreen[None]):
         for v in report["versions"]:
             cells = [v["version"][:15], v["name"], v["model"]]
             if v["run"]:
-                cells += [str(v["n"]), str(v["errors"]), _num(v["judge_kappa"]),
-                          _num(v.get("tpr")), _num(v.get("tnr"))]  # fmt: skip
+                cells += [str(v["n"]), str(v["errors"]), num(v["judge_kappa"]),
+                          num(v.get("tpr")), num(v.get("tnr"))]  # fmt: skip
             else:
                 cells += ["not run", "", "", "", ""]
             table.add_row(*(Text(render.literal(c)) for c in cells), key=v["version"])
