@@ -642,3 +642,81 @@ def test_gate_notes_when_the_case_set_differs_from_the_approved_one(
     assert result.code == 0
     assert "note the " in result.out and "cases_sha256 differs" in result.out
     assert "note" not in gate(cli, approved, db).out
+
+
+# 6. history, compare and unlabelled runs through the CLI ---------------------
+
+WORSE = JUDGE.model_copy(update={"name": "worse", "prompt": BINARY_TEMPLATE + "\nBe lenient."})
+
+
+def two_versions(db: Path) -> None:
+    """JUDGE right on every dev case; WORSE wrong on four dev cases."""
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing())
+    give_verdicts(db, WORSE, agreeing(DEV[:4]))
+
+
+def test_judge_history_lists_every_version_on_the_same_cases(cli: Cli, db: Path) -> None:
+    two_versions(db)
+    result = cli("judge", "history", "--rubric", "tone", "--db", db, "--json")
+    assert result.code == 0, result.err
+    history = json.loads(result.out)
+    rows = {v["name"]: v for v in history["versions"]}
+    assert history["common_cases"] == len([c for c in DEV if c not in JUDGE.few_shot])
+    for name in ("default", "worse"):
+        report = json.loads(
+            cli("judge", "report", "--rubric", "tone", "--db", db, "--judge", name, "--json").out
+        )
+        assert rows[name]["judge_kappa"] == report["judge_kappa"]
+        assert rows[name]["n"] == report["n"]
+    assert rows["default"]["judge_kappa"] == 1.0 and rows["worse"]["judge_kappa"] < 1.0
+    text = cli("judge", "history", "--rubric", "tone", "--db", db).out
+    assert JUDGE.version[:19] in text and WORSE.version[:19] in text
+    assert f"on the {history['common_cases']} dev case(s)" in text
+
+
+def test_judge_compare_two_versions_by_hash_prefix(cli: Cli, db: Path) -> None:
+    two_versions(db)
+    before, after = JUDGE.version[7:19], WORSE.version[:19]
+    result = cli("judge", "compare", "--rubric", "tone", "--db", db, before, after, "--json")
+    assert result.code == 0, result.err
+    compared = json.loads(result.out)
+    assert compared["before"] == JUDGE.version and compared["after"] == WORSE.version
+    assert compared["deltas"]["kappa"]["before"] == 1.0
+    assert compared["deltas"]["kappa"]["delta"] < 0
+    assert compared["mcnemar"] == {
+        "before_only_right": 4,
+        "after_only_right": 0,
+        "p_value": 0.125,  # two-sided exact binomial: 2 × 0.5^4
+    }
+    text = cli("judge", "compare", "--rubric", "tone", "--db", db, before, after).out
+    assert "McNemar: 0 case(s) only the new version got right, 4 only the old one" in text
+    error = one_line_error(
+        cli("judge", "compare", "--rubric", "tone", "--db", db, "sha256:ff", after)
+    )
+    assert "no judge version of 'tone' starts with 'sha256:ff'" in error
+
+
+def test_judge_run_on_unlabelled_cases_gives_the_corrected_pass_rate(
+    cli: Cli, server: LoopbackServer, db: Path
+) -> None:
+    make_project(db)
+    extra = db.with_suffix(".more.jsonl")
+    write_jsonl(extra, [{"id": f"new-{i}", "input": "Q", "output": f"R [expect:{'pass' if i % 4 else 'fail'}]"} for i in range(20)])  # fmt: skip
+    assert cli("import", extra, "--db", db).code == 0
+    setup = ("--rubric", "tone", "--db", db)
+    assert (
+        cli("judge", "set", *setup, "--model", "openai/x", "--api-base", server.api_base).code == 0
+    )
+    assert cli("judge", "run", *setup).code == 0
+    labelled_calls = server.calls
+    result = cli("judge", "run", *setup, "--cases", "unlabelled")
+    assert result.code == 0, result.err
+    assert server.calls - labelled_calls == 20
+    report = json.loads(cli("judge", "report", *setup, "--json").out)
+    corrected = report["corrected_pass_rate"]
+    assert corrected["n_unlabelled"] == 20 and corrected["observed"] == 0.75
+    # The loopback judge is perfect on the labelled cases, so nothing needs correcting.
+    assert corrected["corrected"] == 0.75
+    text = cli("judge", "report", *setup).out
+    assert "corrected pass rate on 20 unlabelled case(s): 75.0%" in text

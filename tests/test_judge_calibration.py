@@ -32,7 +32,9 @@ from evaltui.stats.judge import (
 from evaltui.store import Store
 from evaltui.store.coding import adjudicate
 from evaltui.store.verdicts import add_verdict, count_test_views, split_of, split_seed
-from tests.conftest import PANDALM, REPO, write_jsonl
+from tests.conftest import PANDALM, write_jsonl
+from tests.test_pandalm import RUBRIC as PANDALM_RUBRIC
+from tests.test_pandalm import import_all
 
 RUBRIC = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
 BINARY = ["pass", "fail"]
@@ -503,20 +505,8 @@ GPT_RAW = {"1": "A", "2": "B", "Tie": "tie"}
 
 @pytest.mark.skipif(not (TESTSET.exists() and GPT.exists()), reason="PandaLM data not present")
 def test_pandalm_gpt35_against_human_majority(cli, db: Path) -> None:  # type: ignore[no-untyped-def]
-    rubric_file = REPO / "sample_data" / "pandalm" / "better-response.toml"
-    assert cli("rubric", "import", rubric_file, "--db", db).code == 0
-    result = cli(
-        "import", TESTSET, "--db", db, "--map", "input=instruction+input",
-        "--map", "output_a=response1", "--map", "output_b=response2", "--id", "idx",
-    )  # fmt: skip
-    assert result.code == 0, result.err
-    for rater in ("annotator1", "annotator2", "annotator3"):
-        result = cli(
-            "labels", "import", TESTSET, "--db", db, "--rater", rater,
-            "--rubric", "better-response", "--case-id", "idx", "--value", rater,
-            "--values", "1=A,2=B,0=tie",
-        )  # fmt: skip
-        assert result.code == 0, result.err
+    assert cli("rubric", "import", PANDALM_RUBRIC, "--db", db).code == 0
+    import_all(cli, db)
     result = cli(
         "judge", "import", GPT, "--db", db, "--rubric", "better-response",
         "--judge", "gpt35", "--model", "gpt-3.5-turbo", "--case-id", "idx",

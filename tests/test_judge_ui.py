@@ -12,7 +12,7 @@ from evaltui import rubric_toml
 from evaltui.config import Config
 from evaltui.models import Case, CaseKind, Judge, Rubric, RubricKind, Verdict
 from evaltui.store import Store
-from evaltui.store.verdicts import add_verdict, verdicts
+from evaltui.store.verdicts import add_verdict, add_verdicts, verdicts
 from evaltui.ui.app import EvaltuiApp
 from evaltui.ui.screens.judge import JudgeScreen
 from tests.loopback import LoopbackServer
@@ -198,3 +198,48 @@ async def test_escape_cancels_a_run_and_ctrl_r_resumes_it(
             await pilot.press("escape")
             await pilot.pause()
             assert not isinstance(app.screen, JudgeScreen)
+
+
+async def test_ctrl_o_lists_versions_and_enter_compares_with_the_current(tmp_path: Path) -> None:
+    db = tmp_path / "evals.duckdb"
+    ids = make_project(db)
+    gold = {c: "fail" if int(c[1:]) % 3 == 0 else "pass" for c in ids}
+    with Store.open(db) as store:
+        rubric = store.get_rubric("resolves")
+        old = Judge(rubric="resolves", model="openai/fixed", prompt="Grade {output}")
+        new = old.model_copy(update={"prompt": "Grade {output} strictly"})
+        for judge, wrong in ((old, set(ids[:12])), (new, set())):
+            store.save_judge(judge)
+            add_verdicts(
+                store,
+                [
+                    Verdict(
+                        judge_version=judge.version,
+                        case_id=c,
+                        value=("pass" if g == "fail" else "fail") if c in wrong else g,
+                    )
+                    for c, g in gold.items()
+                ],
+            )
+        app = EvaltuiApp(store, Config(rater="alice"))
+        async with app.run_test(size=(110, 36)) as pilot:
+            app.push_screen(JudgeScreen(store, rubric, "alice"))
+            await pilot.pause()
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            table = app.screen.query_one("#history", DataTable)
+            assert table.row_count == 2
+            assert [str(k.value) for k in table.rows] == [old.version, new.version]
+            await pilot.press("enter")  # the cursor is on the older version
+            await pilot.pause()
+            shown = str(app.screen.query_one("#comparison", Static).render())
+            assert f"{new.version[:19]} minus {old.version[:19]}" in shown
+            assert "only the new version got right" in shown
+            await pilot.press("down", "enter")  # the current version itself
+            await pilot.pause()
+            assert "pick another version" in str(
+                app.screen.query_one("#comparison", Static).render()
+            )
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, JudgeScreen)
