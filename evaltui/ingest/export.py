@@ -43,9 +43,4 @@ def export_labels(store: Store, out: Path | str, *, rubric: str | None = None) -
         store.get_rubric(rubric)  # a clear error for an unknown rubric
     if not out.parent.exists():
         raise InvalidInput(f"{out.parent}: no such folder")
-    cur = store.cursor()
-    # COPY takes its target as a literal, not a parameter; the path is quoted.
-    target = "'" + str(out).replace("'", "''") + "'"
-    cur.execute(f"COPY ({_EXPORT_SQL}) TO {target} ({_COPY_OPTIONS[fmt]})", [rubric, rubric])
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+    return store.copy_to(_EXPORT_SQL, [rubric, rubric], out, _COPY_OPTIONS[fmt])

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
 
@@ -14,6 +15,36 @@ from evaltui.errors import ProjectLocked, SchemaError
 from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+class Cursor(Protocol):
+    """What the store needs of a cursor: DuckDB's own, or the server backing's."""
+
+    @property
+    def description(self) -> Any:
+        """Column names and types of the last result."""
+
+    def execute(self, sql: str, params: Any = None, /) -> Cursor:
+        """Run one statement."""
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The next row."""
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """The remaining rows."""
+
+    def close(self) -> None:
+        """Release the cursor."""
+
+
+class Connection(Protocol):
+    """What the store needs of a connection."""
+
+    def cursor(self) -> Any:
+        """A new cursor (a `Cursor`)."""
+
+    def close(self) -> None:
+        """Close the connection."""
 
 
 def now() -> datetime:
@@ -104,7 +135,7 @@ def migrate(
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+def transaction(con: Connection) -> Iterator[Cursor]:
     """A cursor inside one transaction: committed on success, rolled back on any error."""
     cur = con.cursor()
     cur.execute("BEGIN TRANSACTION")

@@ -8,11 +8,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import duckdb
-
-from evaltui.errors import InvalidInput, NotFound
+from evaltui.errors import InvalidInput, NotFound, SchemaError
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
-from evaltui.store.db import connect, migrate, now, transaction
+from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
+from evaltui.store.literals import literal
 from evaltui.store.rows import (
     CASE_COLUMNS,
     LABEL_COLUMNS,
@@ -21,6 +20,8 @@ from evaltui.store.rows import (
     label_from_row,
     rubric_from_row,
 )
+from evaltui.store.schema import SCHEMA_VERSION
+from evaltui.store.server import AccessDenied, Address, ServerConnection, is_address, token_sha256
 
 DEFAULT_DB = Path("evals.duckdb")
 """The project file used when `--db` is not given."""
@@ -33,15 +34,33 @@ class Store:
     was told about survives the process being killed.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | str) -> None:
+    def __init__(
+        self,
+        con: Connection,
+        path: Path | str,
+        *,
+        server: ServerConnection | None = None,
+        rater: str | None = None,
+    ) -> None:
         self._con = con
         self.path = path
-        """Where the project lives (a file path)."""
+        """Where the project lives: a file path, or `quack:HOST:PORT` for a served project."""
+        self.server = server
+        """The connection to `evaltui serve`, or None when the project is a file opened here."""
+        self.rater = rater
+        """The rater a server token belongs to; None for a file (the rater is chosen per call)."""
         self._known_raters: set[str] = set()
 
     @classmethod
-    def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Self:
-        """Open (creating and migrating as needed) the project at `path`."""
+    def open(
+        cls, path: Path | str = DEFAULT_DB, *, create: bool = True, token: str | None = None
+    ) -> Self:
+        """Open the project at `path`: a file (created and migrated as needed) or a server.
+
+        A `quack:HOST:PORT` path connects to `evaltui serve` with `token`.
+        """
+        if is_address(str(path)):
+            return cls.connect(Address.parse(str(path)), token)
         if not create and not Path(path).exists():
             raise NotFound(f"no project at {path}; create one with 'evaltui init {path}'")
         con = connect(path)
@@ -52,8 +71,36 @@ class Store:
             raise
         return cls(con, path)
 
+    @classmethod
+    def connect(cls, address: Address, token: str | None) -> Self:
+        """Connect to a project served at `address`; the token names the rater."""
+        if not token:
+            raise InvalidInput(
+                f"connecting to {address} needs the token 'evaltui serve' printed for you "
+                "(--token TOKEN or EVALTUI_TOKEN)"
+            )
+        con = ServerConnection(address, token)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version != SCHEMA_VERSION:
+                newer = "the server's" if version > SCHEMA_VERSION else "this"
+                raise SchemaError(
+                    f"the project at {address} has schema {version} and this evaltui reads "
+                    f"{SCHEMA_VERSION}; upgrade {newer} evaltui so both match"
+                )
+            found = con.execute(
+                "SELECT rater FROM team_tokens WHERE token_sha256 = ?", [token_sha256(token)]
+            ).fetchone()
+            if found is None:
+                raise AccessDenied(f"the token is no longer valid at {address}; ask for a new one")
+        except BaseException:
+            con.close()
+            raise
+        return cls(con, str(address), server=con, rater=str(found[0]))
+
     def close(self) -> None:
-        """Close the connection (a checkpoint folds the WAL into the file)."""
+        """Close the connection (for a file, a checkpoint folds the WAL into it)."""
         self._con.close()
 
     def __enter__(self) -> Self:
@@ -62,13 +109,41 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    def cursor(self) -> Cursor:
         """A fresh cursor on the project's one connection."""
-        return self._con.cursor()
+        cur: Cursor = self._con.cursor()
+        return cur
 
     def transaction(self) -> Any:
         """A cursor in a transaction, committed on success (`with store.transaction() as cur`)."""
         return transaction(self._con)
+
+    @property
+    def location(self) -> str:
+        """Where the project is, for a status line: the file, or the server and who we are there."""
+        if self.server is None:
+            return f"file {self.path}"
+        return f"server {self.path} as {self.rater}"
+
+    @property
+    def connection_state(self) -> str:
+        """'file' for a file; for a server 'connected', 'reconnecting' or 'lost'."""
+        return "file" if self.server is None else self.server.state
+
+    def ping(self) -> bool:
+        """Whether the project answers (a served one reconnects if it had dropped)."""
+        return True if self.server is None else self.server.ping()
+
+    def copy_to(self, sql: str, params: Sequence[Any], out: Path, options: str) -> int:
+        """Write a query's rows to the file `out` on this machine with DuckDB's COPY."""
+        # COPY takes its target as a literal, not a parameter; the path is quoted.
+        target = literal(str(out))
+        if self.server is not None:
+            return self.server.copy_to(sql, params, target, options)
+        cur = self.cursor()
+        cur.execute(f"COPY ({sql}) TO {target} ({options})", list(params))
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
 
     @property
     def schema_version(self) -> int:

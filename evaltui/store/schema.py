@@ -169,6 +169,18 @@ MIGRATIONS: list[Migration] = [
         )""",
         "ALTER TABLE judges ADD COLUMN source VARCHAR",
     ],
+    # 7: team mode. Each rater's token, kept only as its sha256, and the check the
+    # Quack server runs on every new connection (a macro, so the server can call it).
+    [
+        """CREATE TABLE team_tokens (
+            token_sha256 VARCHAR PRIMARY KEY,
+            rater VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE MACRO evaltui_token_ok(quack_session, presented_token, quack_default_token) AS (
+            EXISTS (SELECT 1 FROM team_tokens WHERE token_sha256 = sha256(presented_token))
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,11 +11,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Literal
 
-import duckdb
-
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Judge, Verdict
-from evaltui.store.db import now
+from evaltui.store.db import Cursor, now
 from evaltui.store.project import Store
 
 Split = Literal["train", "dev", "test"]
@@ -69,7 +67,7 @@ def add_verdicts(store: Store, verdicts: Sequence[Verdict]) -> int:
     return len(verdicts)
 
 
-def write_verdicts(cur: duckdb.DuckDBPyConnection, verdicts: Sequence[Verdict]) -> None:
+def write_verdicts(cur: Cursor, verdicts: Sequence[Verdict]) -> None:
     """`add_verdicts` on a cursor of the caller's: for a writer thread that owns one."""
     cur.execute("BEGIN TRANSACTION")
     try:
@@ -80,7 +78,7 @@ def write_verdicts(cur: duckdb.DuckDBPyConnection, verdicts: Sequence[Verdict]) 
     cur.execute("COMMIT")
 
 
-def _insert(cur: duckdb.DuckDBPyConnection, verdicts: Sequence[Verdict]) -> None:
+def _insert(cur: Cursor, verdicts: Sequence[Verdict]) -> None:
     for at in range(0, len(verdicts), _CHUNK):
         chunk = verdicts[at : at + _CHUNK]
         cur.execute(
