@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from evaltui import __version__
+from evaltui.cli_store import db_option, open_store
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import CaseKind
-from evaltui.store import DEFAULT_DB, Store
+from evaltui.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -28,17 +29,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def _db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    # Only the top-level parser sets the default: a subcommand's default would
-    # overwrite `evaltui --db X COMMAND`.
-    parser.add_argument(
-        "--db",
-        type=Path,
-        default=DEFAULT_DB if top else argparse.SUPPRESS,
-        help="project file (default: ./evals.duckdb)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render `--help`)."""
     parser = _Parser(
@@ -46,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label LLM outputs in the terminal, calibrate raters and judges, ship rubrics.",
     )
     parser.add_argument("--version", action="version", version=f"evaltui {__version__}")
-    _db_option(parser, top=True)
+    db_option(parser, top=True)
     parser.add_argument(
         "--config",
         type=Path,
@@ -63,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("label", help="label cases under a rubric in the TUI")
-    _db_option(p)
+    db_option(p)
     p.add_argument("--rubric", required=True, metavar="NAME")
     p.add_argument("--rater", metavar="NAME", help="who is labelling (default: config, else $USER)")
     p.add_argument("--session", metavar="NAME", help="label a calibration session's cases only")
     p.set_defaults(handler=_label)
 
     p = sub.add_parser("agreement", help="how well raters agree on a rubric")
-    _db_option(p)
+    db_option(p)
     p.add_argument("--rubric", required=True, metavar="NAME")
     p.add_argument(
         "--raters", metavar="A,B,...", help="raters to compare (default: every human rater)"
@@ -91,17 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N", help="how many cases (default: all)")
     p.add_argument("--by", metavar="FIELD", help="stratify by split, tag or a metadata field")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    _db_option(p)
+    db_option(p)
     p.set_defaults(handler=_session_create)
+
+    p = sub.add_parser("serve", help="serve a project so several raters label it at once")
+    p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
+    db_option(p)
+    p.add_argument("--host", help="address to listen on (default: localhost, this machine only)")
+    p.add_argument("--port", type=int, default=9494, help="port to listen on (default 9494)")
+    p.add_argument(
+        "--rater",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="print a new token for each rater named; an earlier token of theirs stops working",
+    )
+    p.set_defaults(handler=_serve)
 
     p = sub.add_parser("init", help="create an empty project file")
     p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
-    _db_option(p)
+    db_option(p)
     p.set_defaults(handler=_init)
 
     p = sub.add_parser("import", help="import cases from JSONL, JSON, CSV or Parquet")
     p.add_argument("file", type=Path, metavar="FILE")
-    _db_option(p)
+    db_option(p)
     p.add_argument(
         "--kind",
         choices=[k.value for k in CaseKind],
@@ -136,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--rater", required=True, metavar="NAME")
     p.add_argument("--rubric", required=True, metavar="NAME")
-    _db_option(p)
+    db_option(p)
     p.add_argument(
         "--case-id", metavar="COLUMN", help="column naming the case (default: case_id or id)"
     )
@@ -153,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = export.add_parser("labels", help="current labels with provenance (.jsonl, .csv, .parquet)")
     p.add_argument("out", type=Path, metavar="OUT")
-    _db_option(p)
+    db_option(p)
     p.add_argument("--rubric", metavar="NAME")
     p.set_defaults(handler=_export_labels)
 
@@ -162,17 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = rubric.add_parser("import", help="add a rubric (and its judge) from TOML")
     p.add_argument("file", type=Path, metavar="FILE.toml")
-    _db_option(p)
+    db_option(p)
     p.set_defaults(handler=_rubric_import)
     p = rubric.add_parser("export", help="write a rubric (and its judge) as TOML")
     p.add_argument("name", metavar="NAME")
     p.add_argument("out", type=Path, metavar="OUT.toml")
-    _db_option(p)
+    db_option(p)
     p.set_defaults(handler=_rubric_export)
 
     from evaltui.cli_judge import add_commands
 
-    add_commands(sub, _db_option, _Parser)
+    add_commands(sub, db_option, _Parser)
     return parser
 
 
@@ -235,8 +240,15 @@ def _run_ui(
     from evaltui import config
 
     settings = config.load(args.config)
-    store = Store.open(db or args.db)
+    store = Store.open(db) if db else open_store(args)
     try:
+        if store.rater is not None:  # a served project: the token says who is labelling
+            if label is not None and label[1] not in (None, store.rater):
+                raise InvalidInput(
+                    f"this token belongs to {store.rater}; label as {store.rater}, "
+                    f"or connect with {label[1]}'s own token"
+                )
+            settings = settings.model_copy(update={"rater": store.rater})
         case_ids = None
         if label is not None:
             store.get_rubric(label[0])  # a clear error before the screen opens
@@ -270,7 +282,7 @@ def _agreement(args: argparse.Namespace) -> int:
     raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
     if args.resamples < 1:
         raise InvalidInput("--resamples must be at least 1")
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         report = agreement_report(
             store, args.rubric, raters=raters, by=args.by, resamples=args.resamples, seed=args.seed
         )
@@ -282,7 +294,7 @@ def _session_create(args: argparse.Namespace) -> int:
     from evaltui.sessions import create_session
 
     raters = [r.strip() for r in args.raters.split(",") if r.strip()]
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         session = create_session(
             store, args.name, args.rubric, raters, sample=args.sample, by=args.by, seed=args.seed
         )
@@ -298,11 +310,55 @@ def _session_create(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    path: Path = args.path or args.db
+    path = args.path or args.db
+    if not isinstance(path, Path):
+        raise InvalidInput(f"{path} is a served project; 'init' makes a project file")
     existed = path.exists()
     with Store.open(path) as store:
         version = store.schema_version
     print(f"{path}: {'already a project' if existed else 'created'} (schema {version})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from evaltui import team
+
+    path = args.path or args.db
+    if not isinstance(path, Path):
+        raise InvalidInput(f"{path} is a server already; serve a project file")
+    with Store.open(path, create=False) as store:
+        served = team.start(store, host=args.host, port=args.port, raters=args.rater)
+        where = "this machine only" if served.address.loopback else "reachable from other machines"
+        print(f"Serving {path} at {served.address} ({where}). Stop with Ctrl+C.")
+        if not served.address.loopback:
+            print(
+                "Traffic to this port is not encrypted: on a shared network, put a TLS proxy "
+                "in front of it, or serve on localhost and have raters use ssh -L."
+            )
+        if served.issued:
+            print("Each token is shown only this once and lets its holder read and write the")
+            print("whole project; hand it only to that rater.")
+            width = max(map(len, served.issued))
+            for rater, token in served.issued.items():
+                print(f"  {rater:<{width}}  {served.command(token)}")
+        earlier = [r for r in served.holders if r not in served.issued]
+        if earlier:
+            print(
+                f"Earlier tokens still valid: {', '.join(earlier)} "
+                "(--rater NAME prints a new one and retires the old)."
+            )
+        sys.stdout.flush()
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            while True:
+                signal.pause()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            team.stop(store, served)
+    print(f"Stopped serving {path}.")
     return 0
 
 
@@ -314,7 +370,7 @@ def _import(args: argparse.Namespace) -> int:
         if "id" in mapping:
             raise InvalidInput("give the id column with --id or --map id=COLUMN, not both")
         mapping["id"] = [args.id]
-    with Store.open(args.db) as store:
+    with open_store(args) as store:
         report = import_cases(
             store,
             args.file,
@@ -336,7 +392,7 @@ def _import(args: argparse.Namespace) -> int:
 def _labels_import(args: argparse.Namespace) -> int:
     from evaltui.ingest import import_labels, parse_values
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         report = import_labels(
             store,
             args.file,
@@ -353,7 +409,7 @@ def _labels_import(args: argparse.Namespace) -> int:
 def _export_labels(args: argparse.Namespace) -> int:
     from evaltui.ingest import export_labels
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         count = export_labels(store, args.out, rubric=args.rubric)
     print(f"{args.out}: {count} label(s)")
     return 0
@@ -365,7 +421,7 @@ def _rubric_import(args: argparse.Namespace) -> int:
     parsed = rubric_toml.load(args.file)
     rubric = parsed.to_rubric()
     judge = parsed.to_judge()
-    with Store.open(args.db) as store:
+    with open_store(args) as store:
         added = store.save_rubric(rubric)
         if judge is not None:
             store.save_judge(judge)
@@ -377,7 +433,7 @@ def _rubric_import(args: argparse.Namespace) -> int:
 def _rubric_export(args: argparse.Namespace) -> int:
     from evaltui import rubric_toml
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.name)
         judges = [j for j in store.judges(rubric.name) if j.name == "default"]
     rubric_toml.dump(

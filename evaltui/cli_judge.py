@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evaltui.cli_store import open_store
 from evaltui.errors import InvalidInput
 from evaltui.models import Judge, Rubric
 from evaltui.store import Store
@@ -198,7 +199,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 def _set(args: argparse.Namespace) -> int:
     from evaltui.judge.prompt import check_template, default_template
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         if args.prompt_file is not None:
             try:
@@ -228,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     from evaltui.judge.approval import few_shot_examples, labelled_calls
     from evaltui.judge.calibration import gold_labels
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
         examples = few_shot_examples(
@@ -283,7 +284,7 @@ def _report(args: argparse.Namespace) -> int:
     from evaltui.judge.calibration import calibration_report
     from evaltui.judge.text import render_report
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
         report = calibration_report(
@@ -297,7 +298,7 @@ def _history(args: argparse.Namespace) -> int:
     from evaltui.judge.text import render_history
     from evaltui.judge.versions import history
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         report = history(
             store, rubric, gold_rater=args.gold, split=args.split, seed=args.split_seed
@@ -310,7 +311,7 @@ def _compare(args: argparse.Namespace) -> int:
     from evaltui.judge.versions import compare
     from evaltui.store.verdicts import judge_by_version
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         before = judge_by_version(store, rubric.name, args.before)
         after = judge_by_version(store, rubric.name, args.after)
@@ -325,7 +326,7 @@ def _import(args: argparse.Namespace) -> int:
     from evaltui.ingest.labels import parse_values
     from evaltui.ingest.verdicts import import_verdicts
 
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         result = import_verdicts(
             store, args.file, rubric=args.rubric, judge_name=args.judge, model=args.model,
             case_id_column=args.case_id, value_column=args.value,
@@ -341,7 +342,7 @@ def _approve(args: argparse.Namespace) -> int:
     from evaltui.judge.approval import approve
 
     approver = args.by or config.load(args.config).rater
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
         file, report = approve(
@@ -375,7 +376,7 @@ def _gate(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{args.file}: no [judge] section: nothing to gate")
     thresholds = parsed.thresholds or ThresholdsSection()
     seed = parsed.calibration.split_seed if parsed.calibration else None
-    with Store.open(args.db, create=False) as store:
+    with open_store(args, create=False) as store:
         rubric = store.get_rubric(parsed.rubric.name)
         stored = [j for j in store.judges(rubric.name) if j.version == judge.version]
         judge = stored[0] if stored else judge

@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from evaltui.models import Rubric, RubricKind
+from evaltui.models import AdjudicationCause, Rubric, RubricKind
 from evaltui.store import Store
+from evaltui.store.coding import adjudicate
 from tests.conftest import write_jsonl, write_rubric
 
 
@@ -27,9 +28,8 @@ def labelled(cli, tmp_path: Path, db: Path) -> Path:  # type: ignore[no-untyped-
         store.add_label("c1", rubric, "alice", "fail", note="changed my mind")
         store.add_label("c2", rubric, "bob", "fail")
         store.add_label("c2", rubric, "bob", None)  # undone: not a current label
-        store.cursor().execute(
-            "INSERT INTO adjudications (id, case_id, rubric, value, cause, rationale, adjudicator, created_at) "
-            "VALUES ('a1', 'c1', 'ok', 'fail', 'rater error', 'missed step 2', 'carol', now())"
+        adjudicate(
+            store, "c1", "ok", "fail", AdjudicationCause.rater_error, "missed step 2", "carol"
         )
     return db
 

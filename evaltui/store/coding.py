@@ -36,8 +36,9 @@ def adjudicate(
         created_at=now(),
     )
     store.cursor().execute(
-        "INSERT INTO adjudications (id, case_id, rubric, value, cause, rationale, adjudicator, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO adjudications "
+        "(seq, id, case_id, rubric, value, cause, rationale, adjudicator, created_at) "
+        "VALUES (nextval('label_seq'), ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             uuid.uuid4().hex,
             case_id,
@@ -87,8 +88,8 @@ def create_mode(store: Store, rubric: str, name: str, description: str = "") -> 
     row = (
         store.cursor()
         .execute(
-            "INSERT INTO failure_modes (rubric, name, description, created_at) VALUES (?, ?, ?, ?) "
-            "RETURNING id",
+            "INSERT INTO failure_modes (id, rubric, name, description, created_at) "
+            "VALUES (nextval('failure_mode_seq'), ?, ?, ?, ?) RETURNING id",
             [rubric, name, description, now()],
         )
         .fetchone()

@@ -429,7 +429,8 @@ class Store:
         if len(rows) == 1:  # the labelling screen's case: one plain statement, its own commit
             lb = rows[0]
             self.cursor().execute(
-                f"INSERT OR IGNORE INTO labels ({LABEL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
+                "VALUES (nextval('label_seq'), ?,?,?,?,?,?,?,?,?,?,?,?)",
                 [lb.id, lb.case_id, lb.rubric, lb.rubric_version, lb.rater, lb.value, lb.note,
                  list(lb.tags), lb.shown_swapped, lb.seconds, lb.created_at or now(), lb.source],
             )  # fmt: skip
@@ -451,11 +452,12 @@ class Store:
         ]
         with self.transaction() as cur:
             cur.execute(
-                f"INSERT OR IGNORE INTO labels ({LABEL_COLUMNS}) SELECT unnest(?::VARCHAR[]), "
+                f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
+                "SELECT nextval('label_seq'), * FROM (SELECT unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
-                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]))",
                 columns,
             )
 
@@ -539,8 +541,8 @@ class Store:
     def set_deferred(self, case_id: str, rubric: str, rater: str, deferred: bool) -> None:
         """Flag (or unflag) a case for the rater to come back to."""
         self.cursor().execute(
-            "INSERT INTO deferrals (case_id, rubric, rater, deferred, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO deferrals (seq, case_id, rubric, rater, deferred, created_at) "
+            "VALUES (nextval('label_seq'), ?, ?, ?, ?, ?)",
             [case_id, rubric, rater, deferred, now()],
         )
 

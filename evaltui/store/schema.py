@@ -171,7 +171,22 @@ MIGRATIONS: list[Migration] = [
     ],
     # 7: team mode. Each rater's token, kept only as its sha256, and the check the
     # Quack server runs on every new connection (a macro, so the server can call it).
+    # Column defaults go: a Quack client (DuckDB 1.5.5) cannot attach a database
+    # whose tables have any, so every insert now gives each column its value.
     [
+        *(
+            f"ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"
+            for table, column in [
+                ("labels", "seq"),
+                ("labels", "note"),
+                ("labels", "tags"),
+                ("failure_modes", "id"),
+                ("failure_modes", "description"),
+                ("adjudications", "seq"),
+                ("adjudications", "rationale"),
+                ("deferrals", "seq"),
+            ]
+        ),
         """CREATE TABLE team_tokens (
             token_sha256 VARCHAR PRIMARY KEY,
             rater VARCHAR NOT NULL,
