@@ -52,26 +52,53 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _describe_process(pid: int) -> str:
-    """The command line of a running process, or '' when it cannot be read."""
+def _process_words(pid: int) -> list[str]:
+    """The command line of a running process as its words, or [] when it cannot be read."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
-    words = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part).split()
-    command = " ".join(words)
-    return command if len(command) <= 80 else command[:77] + "..."
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _served_at(words: list[str]) -> str | None:
+    """The address an `evaltui serve` command line listens on; None for any other command.
+
+    >>> _served_at(["python", "-m", "evaltui", "serve", "x.duckdb", "--port", "9500"])
+    'quack:localhost:9500'
+    """
+    if "serve" not in words or not any("evaltui" in word for word in words):
+        return None
+    options = {"--host": "localhost", "--port": "9494"}
+    rest = words[words.index("serve") + 1 :]
+    for at, word in enumerate(rest):
+        name, _, value = word.partition("=")
+        if name in options:
+            options[name] = value or (rest[at + 1] if at + 1 < len(rest) else options[name])
+    host = options["--host"]
+    if host in ("0.0.0.0", "::"):
+        host = "localhost"
+    return f"quack:{host}:{options['--port']}"
 
 
 def locked_message(path: Path, error: duckdb.Error) -> str:
     """A plain sentence naming the process that holds `path` and what to do instead."""
     match = _LOCK_HOLDER.search(str(error))
-    if match is None:
-        holder = "another process"
-    else:
+    words: list[str] = []
+    holder = "another process"
+    if match is not None:
         pid = int(match["pid"])
-        command = _describe_process(pid) or match["program"]
+        words = _process_words(pid)
+        command = " ".join(" ".join(words).split()) or match["program"]
+        command = command if len(command) <= 80 else command[:77] + "..."
         holder = f"another process (PID {pid}: {command})"
+    served = _served_at(words)
+    if served is not None and match is not None:
+        return (
+            f"{path} is being served by 'evaltui serve' (PID {match['pid']}); "
+            f"connect to it instead: evaltui --db {served} --token TOKEN, with the token "
+            "serve printed for you"
+        )
     return (
         f"{path} is open in {holder}; a project file can be opened by one process at a time. "
         f"To label together, serve it with 'evaltui serve {path}' and connect to the server."
