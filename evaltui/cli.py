@@ -242,13 +242,11 @@ def _run_ui(
     settings = config.load(args.config)
     store = Store.open(db) if db else open_store(args)
     try:
-        if store.rater is not None:  # a served project: the token says who is labelling
-            if label is not None and label[1] not in (None, store.rater):
-                raise InvalidInput(
-                    f"this token belongs to {store.rater}; label as {store.rater}, "
-                    f"or connect with {label[1]}'s own token"
-                )
-            settings = settings.model_copy(update={"rater": store.rater})
+        if store.rater is not None and label is not None and label[1] not in (None, store.rater):
+            raise InvalidInput(
+                f"this token belongs to {store.rater}; label as {store.rater}, "
+                f"or connect with {label[1]}'s own token"
+            )
         case_ids = None
         if label is not None:
             store.get_rubric(label[0])  # a clear error before the screen opens

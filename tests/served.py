@@ -1,7 +1,7 @@
 """`evaltui serve` in its own process, as a user starts it, for tests and benchmarks.
 
-    with Served(db, raters=["alice", "bob"]) as server:
-        Store.open(server.address, token=server.tokens["alice"])
+with Served(db, raters=["alice", "bob"]) as server:
+    Store.open(server.address, token=server.tokens["alice"])
 """
 
 from __future__ import annotations

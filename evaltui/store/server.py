@@ -162,6 +162,7 @@ class ServerConnection:
         self._token = token
         self._lock = threading.RLock()
         self._transaction_depth = 0
+        self._attached = False
         self._local = duckdb.connect(":memory:")
         try:
             load_extensions(self._local)
@@ -185,6 +186,7 @@ class ServerConnection:
             )
         except duckdb.Error as error:
             raise self._refusal(error) from None
+        self._attached = True
 
     def _refusal(self, error: duckdb.Error) -> EvaltuiError:
         text = str(error)
@@ -201,8 +203,10 @@ class ServerConnection:
         return EvaltuiError(f"cannot connect to {self.address}: {text.splitlines()[0]}")
 
     def _reattach(self) -> None:
-        with contextlib.suppress(duckdb.Error):  # already gone
-            self._local.execute(f"DETACH {_ALIAS}")
+        if self._attached:
+            self._attached = False
+            with contextlib.suppress(duckdb.Error):  # already gone
+                self._local.execute(f"DETACH {_ALIAS}")
         self._attach()
 
     def cursor(self) -> ServerCursor:
@@ -219,19 +223,22 @@ class ServerConnection:
             self._local.close()
 
     def ping(self) -> bool:
-        """Check the server answers, reconnecting once if it had dropped; never raises."""
+        """Check the server answers, reconnecting if it had dropped; never raises."""
         if not self._lock.acquire(timeout=0.1):
             return self.state == "connected"  # busy with a statement: it reports for itself
         try:
+            if self._transaction_depth:
+                return self.state == "connected"
             try:
+                if not self._attached:
+                    self._attach()
                 self._local.execute(f"SELECT * FROM {_ALIAS}.query('SELECT 1')").fetchall()
-            except duckdb.Error as error:
-                if self._transaction_depth or _trouble(error) is None:
-                    return False
+            except (duckdb.Error, EvaltuiError):
                 try:
                     self._reattach()
                 except EvaltuiError:
-                    self._set_state("lost")
+                    if self.state != "lost":
+                        self._set_state("reconnecting")
                     return False
             self._set_state("connected")
             return True
@@ -275,11 +282,15 @@ class ServerConnection:
         pause = 0.05
         while True:
             try:
+                if not self._attached:
+                    self._attach()
                 cur = self._local.cursor()
                 cur.execute(local, [text])
                 rows = cur.fetchall()
                 self._set_state("connected")
                 return rows, cur.description
+            except ServerUnreachable:
+                pass  # the attach itself failed: nothing was sent
             except duckdb.Error as error:
                 trouble = _trouble(error)
                 if trouble is None:
@@ -291,19 +302,17 @@ class ServerConnection:
                         f"the connection to {self.address} dropped during a write; "
                         "it may not have been stored, try again"
                     ) from None
-                if time.monotonic() >= deadline:
-                    self._set_state("lost")
-                    raise ServerUnreachable(
-                        f"lost the server at {self.address} for {self.retry_for:.0f} s; "
-                        "nothing was stored by the last step, try again when it is back"
-                    ) from None
+            if time.monotonic() >= deadline:
+                self._set_state("lost")
+                raise ServerUnreachable(
+                    f"lost the server at {self.address} for {self.retry_for:.0f} s; "
+                    "nothing was stored by the last step, try again when it is back"
+                ) from None
             self._set_state("reconnecting")
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
-            try:
+            with contextlib.suppress(ServerUnreachable):
                 self._reattach()
-            except ServerUnreachable:
-                continue
 
     def _mend_quietly(self) -> None:
         try:

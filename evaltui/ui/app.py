@@ -16,6 +16,12 @@ from evaltui.ui.screens.home import HomeScreen
 from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
 from evaltui.ui.screens.label import Clock, LabelScreen
 
+UI_RETRY_FOR = 5.0
+"""Seconds a write from the screen keeps trying a dropped server before it reports."""
+
+HEARTBEAT_SECONDS = 3.0
+"""How often an idle screen checks that the server still answers."""
+
 
 class EvaltuiApp(App[None]):
     """evaltui's TUI over one open project."""
@@ -37,6 +43,8 @@ class EvaltuiApp(App[None]):
         self.store = store
         """The open project."""
         self.config = config or Config()
+        if store.rater is not None:  # a served project: the token says who is labelling
+            self.config = self.config.model_copy(update={"rater": store.rater})
         self._start_label = label
         self._case_ids = case_ids
         self.clock = clock
@@ -44,10 +52,28 @@ class EvaltuiApp(App[None]):
     def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
+        self._show_connection()
+        if self.store.server is not None:
+            # A label write blocks the screen while it retries: keep that short here;
+            # a write that still fails is reported and retried with the same key.
+            self.store.server.retry_for = UI_RETRY_FOR
+            self.set_interval(1, self._show_connection)
+            self.set_interval(HEARTBEAT_SECONDS, self._heartbeat)
         self.push_screen(HomeScreen(self.store, self.config.rater))
         if self._start_label is not None:
             rubric, rater = self._start_label
-            self.open_labelling(rubric, rater or self.config.rater, case_ids=self._case_ids)
+            rater = self.config.rater if self.store.rater else (rater or self.config.rater)
+            self.open_labelling(rubric, rater, case_ids=self._case_ids)
+
+    def _show_connection(self) -> None:
+        state = self.store.connection_state
+        self.sub_title = self.store.location + (
+            "" if state in ("file", "connected") else f" · {state}"
+        )
+
+    def _heartbeat(self) -> None:
+        """Check the server answers (reconnecting if not), off the UI thread."""
+        self.run_worker(self.store.ping, thread=True, exclusive=True, group="heartbeat")
 
     def open_labelling(
         self, rubric_name: str, rater: str, *, case_ids: tuple[str, ...] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -20,6 +21,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from evaltui.models import Case, Message
+from evaltui.store import Store
 
 FOLD_LINES = 24
 """A turn longer than this is folded to its first lines until expanded."""
@@ -200,3 +202,19 @@ def metadata_line(metadata: dict[str, Any], hidden: set[str]) -> Text:
     shown = [f"{literal(str(k))}={_one_line(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v, 30)}"
              for k, v in metadata.items() if k not in hidden]  # fmt: skip
     return Text("  ".join(shown), style="dim")
+
+
+_CONNECTION_LOOKS = {
+    "connected": ("●", "green"),
+    "reconnecting": ("↻ reconnecting to", "bold yellow"),
+    "lost": ("✕ lost", "bold red"),
+}
+
+
+def connection_text(store: Store) -> Text:
+    """Where the project is, for a status line: a file, or a server and how the link is."""
+    if store.server is None:
+        return Text(f" file {literal(Path(str(store.path)).name)} ", style="dim")
+    mark, style = _CONNECTION_LOOKS.get(store.connection_state, ("?", "bold red"))
+    where = f"{store.server.address.host}:{store.server.address.port}"
+    return Text(f" {mark} {literal(where)} ", style=style)

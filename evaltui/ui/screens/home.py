@@ -66,7 +66,6 @@ class HomeScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.sub_title = str(self.store.path)
         table = self.query_one("#rubrics", DataTable)
         table.add_columns("Rubric", "Kind", "Version", "Status", "Cases", "Labels", "Progress")
         table.focus()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+from uuid import uuid4
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -115,6 +116,8 @@ class LabelScreen(Screen[None]):
         self._key_at: float | None = None
         self._deferred: list[str] = []
         self._hidden_keys: set[str] = set()
+        self._pending: tuple[tuple[Any, ...], str] | None = None
+        """A label write that failed (what was written, its id), retried with the same id."""
 
     @property
     def pairwise(self) -> bool:
@@ -196,6 +199,7 @@ class LabelScreen(Screen[None]):
         text.append(f" {seconds // 60}:{seconds % 60:02d} on case ")
         if self.cursor.filter.describe():
             text.append(f" filter: {self.cursor.filter.describe()}", style="italic")
+        text.append_text(render.connection_text(self.store))
         return text
 
     def _meta_text(self) -> Text:
@@ -267,6 +271,45 @@ class LabelScreen(Screen[None]):
 
     # Labelling -------------------------------------------------------------
 
+    def _write(
+        self,
+        case_id: str,
+        value: str | None,
+        *,
+        note: str,
+        tags: Sequence[str],
+        shown_swapped: bool | None,
+        seconds: float | None = None,
+        case_known: bool = False,
+    ) -> Label | None:
+        """Store one label row; None, with the reason shown, when it could not be stored.
+
+        A write that failed keeps its label id: pressing the same key again sends
+        the same row, which the store ignores if the first attempt did land.
+        """
+        what = (case_id, value, note, tuple(tags), shown_swapped)
+        label_id = self._pending[1] if self._pending and self._pending[0] == what else uuid4().hex
+        try:
+            label = self.store.add_label(
+                case_id,
+                self.rubric,
+                self.rater,
+                value,
+                note=note,
+                tags=tags,
+                shown_swapped=shown_swapped,
+                seconds=seconds,
+                label_id=label_id,
+                case_known=case_known,
+            )
+        except EvaltuiError as error:
+            self._pending = (what, label_id)
+            self._say(f"Not saved: {error}. Press the key again to retry.", severity="error")
+            self._paint_status()
+            return None
+        self._pending = None
+        return label
+
     def label(self, shown_value: str) -> None:
         """Label the case on screen (in the shown A/B order for pairs) and move on."""
         if self.case is None:
@@ -274,10 +317,8 @@ class LabelScreen(Screen[None]):
         self._key_at = time.perf_counter()
         value = to_case_orientation(shown_value, self.swapped) if self.pairwise else shown_value
         previous = self.mine
-        self.store.add_label(
+        written = self._write(
             self.case.id,
-            self.rubric,
-            self.rater,
             value,
             note=self.note,
             tags=self.tags,
@@ -285,6 +326,9 @@ class LabelScreen(Screen[None]):
             seconds=round(self.clock() - self.shown_at, 3),
             case_known=True,
         )
+        if written is None:
+            self._key_at = None
+            return  # not stored: the case stays on screen and the same key retries
         self.undo_stack.append(_undo_entry(self.case.id, previous))
         if previous is None:
             self.done += 1
@@ -307,16 +351,17 @@ class LabelScreen(Screen[None]):
         if not self.undo_stack:
             self._say("Nothing to undo in this sitting")
             return
-        entry = self.undo_stack.pop()
-        self.store.add_label(
+        entry = self.undo_stack[-1]
+        written = self._write(
             entry.case_id,
-            self.rubric,
-            self.rater,
             entry.previous_value,
             note=entry.previous_note,
             tags=entry.previous_tags,
             shown_swapped=entry.previous_swapped,
         )
+        if written is None:
+            return
+        self.undo_stack.pop()
         if entry.previous_value is None:
             self.done -= 1
         self.pace.count = max(0, self.pace.count - 1)
@@ -408,16 +453,17 @@ class LabelScreen(Screen[None]):
         if self.case is None or self.mine is None:
             return  # kept until the case is labelled
         previous = self.mine
-        self.mine = self.store.add_label(
+        written = self._write(
             self.case.id,
-            self.rubric,
-            self.rater,
             previous.value,
             note=self.note,
             tags=self.tags,
             shown_swapped=previous.shown_swapped,
             seconds=previous.seconds,
         )
+        if written is None:
+            return
+        self.mine = written
         self.undo_stack.append(_undo_entry(self.case.id, previous))
 
     # Finding cases -----------------------------------------------------------

@@ -1,0 +1,161 @@
+"""The TUI against a served project: who labels, what the status line says, a dropped server."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import Static
+
+from evaltui.config import Config
+from evaltui.demo import build_demo_project
+from evaltui.store import Store
+from evaltui.ui.app import EvaltuiApp
+from evaltui.ui.screens.label import LabelScreen
+from tests.served import Served
+
+RUBRIC = "resolves-issue"
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_project(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def project(demo_template: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "evals.duckdb"
+    target.write_bytes(demo_template.read_bytes())
+    return target
+
+
+def screen_of(app: EvaltuiApp) -> LabelScreen:
+    screen = app.screen
+    assert isinstance(screen, LabelScreen)
+    return screen
+
+
+def status_of(app: EvaltuiApp) -> str:
+    widget = app.screen.query_one("#status", Static)
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text().strip()
+
+
+def label_rows(db: Path) -> list[tuple[str, str, str, str]]:
+    """(id, case, rater, value) of every label row, read from the file itself."""
+    with Store.open(db) as store:
+        rows = store.cursor().execute(
+            "SELECT id, case_id, rater, value FROM labels WHERE rubric = ? ORDER BY seq", [RUBRIC]
+        )
+        return [tuple(r) for r in rows.fetchall()]  # type: ignore[misc]
+
+
+async def test_a_rater_labels_a_served_project_under_the_tokens_name(project: Path) -> None:
+    with Served(project, raters=["alice", "bob"]) as server:
+        store = Store.open(server.address, token=server.tokens["bob"])
+        try:
+            # The config names someone else: the token decides.
+            app = EvaltuiApp(store, Config(rater="mallory"), label=(RUBRIC, None))
+            async with app.run_test(size=(100, 30)) as pilot:
+                await pilot.pause()
+                screen = screen_of(app)
+                assert screen.rater == "bob"
+                first = screen.case.id  # type: ignore[union-attr]
+                port = server.address.rsplit(":", 1)[1]
+                assert f"● localhost:{port}" in status_of(app)
+                assert app.sub_title == f"server {server.address} as bob"
+                await pilot.press("p", "f", "p")
+                await pilot.pause()
+                assert screen.done == 3
+                assert "3/64 done" in status_of(app)
+        finally:
+            store.close()
+    rows = label_rows(project)
+    assert [(r[2], r[3]) for r in rows] == [("bob", "pass"), ("bob", "fail"), ("bob", "pass")]
+    assert rows[0][1] == first
+
+
+async def test_a_file_project_says_so_on_the_status_line(project: Path) -> None:
+    with Store.open(project) as store:
+        app = EvaltuiApp(store, Config(rater="alice"), label=(RUBRIC, None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert "file evals.duckdb" in status_of(app)
+            assert app.sub_title == f"file {project}"
+
+
+async def test_a_label_written_while_the_server_restarts_is_stored_once(project: Path) -> None:
+    server = Served(project, raters=["alice"]).start()
+    token, port = server.tokens["alice"], server.port
+    store = Store.open(server.address, token=token)
+    restarted: list[Served] = []
+    try:
+        app = EvaltuiApp(store, Config(), label=(RUBRIC, None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            await pilot.press("p")
+            await pilot.pause()
+            server.kill()
+
+            def restart() -> None:
+                time.sleep(1.0)  # the key below is pressed while nothing listens
+                restarted.append(Served(project, raters=(), port=port).start())
+
+            thread = threading.Thread(target=restart)
+            thread.start()
+            await pilot.press("f")  # retried until the new server answers
+            thread.join()
+            await pilot.pause()
+            screen = screen_of(app)
+            assert screen.done == 2
+            assert store.connection_state == "connected"
+    finally:
+        store.close()
+        for served in restarted:
+            served.stop()
+        server.stop()
+    assert [(r[2], r[3]) for r in label_rows(project)] == [("alice", "pass"), ("alice", "fail")]
+
+
+async def test_a_write_the_server_never_got_is_reported_and_retried_with_the_same_id(
+    project: Path,
+) -> None:
+    server = Served(project, raters=["alice"]).start()
+    token, port = server.tokens["alice"], server.port
+    store = Store.open(server.address, token=token)
+    assert store.server is not None
+    back: Served | None = None
+    try:
+        app = EvaltuiApp(store, Config(), label=(RUBRIC, None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            store.server.retry_for = 0.5  # give up quickly for the test
+            screen = screen_of(app)
+            case_id = screen.case.id  # type: ignore[union-attr]
+            server.kill()
+            await pilot.press("p")
+            await pilot.pause()
+            # Not stored: the case stays, the status line says so, and a notice explains.
+            assert screen.case.id == case_id  # type: ignore[union-attr]
+            assert screen.done == 0
+            assert "✕ lost" in status_of(app)
+            assert any("Not saved" in str(n.message) for n in app._notifications)
+            pending = screen._pending
+            assert pending is not None
+            back = Served(project, raters=(), port=port).start()
+            await pilot.press("p")
+            await pilot.pause()
+            assert screen.done == 1
+            assert screen._pending is None
+            assert "●" in status_of(app)
+    finally:
+        store.close()
+        if back is not None:
+            back.stop()
+    rows = label_rows(project)
+    assert [(r[0], r[1], r[3]) for r in rows] == [(pending[1], case_id, "pass")]
