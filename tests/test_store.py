@@ -177,3 +177,14 @@ def test_second_process_from_the_command_line_prints_one_line(
     assert f"PID {held.pid}" in lines[0]
     assert "evaltui serve" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_no_column_has_a_default(store: Store) -> None:
+    # A Quack client (DuckDB 1.5.5) cannot attach a database whose tables have
+    # column defaults, so a served project would be unreachable: inserts give
+    # every value instead.
+    rows = store.cursor().execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE column_default IS NOT NULL AND NOT internal"
+    )
+    assert rows.fetchall() == []

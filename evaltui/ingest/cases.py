@@ -163,6 +163,8 @@ def _fast_import(
     if fmt is Format.json and not ends_with(path, b"]"):
         # DuckDB reads the records of a truncated array without complaint.
         raise _FastPathRefused("the JSON array is not closed")
+    if store.server is not None:
+        _check_server_sees(store, path)
     before = store.count_cases()
     insert = partial(
         _insert, store, path, fmt, columns, resolved, options, normalised=normalised, before=before
@@ -190,12 +192,22 @@ def _fast_import(
             .execute(
                 f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
                 f"{reader_sql(fmt, large_objects=large)})",
-                [str(path)],
+                [str(path.resolve())],
             )
             .fetchone()
         )
         read = int(row[0]) if row else added
     return ImportReport(path=path, read=read, added=added)
+
+
+def _check_server_sees(store: Store, path: Path) -> None:
+    """A served project's fast path reads the file on the server: it must be there too."""
+    row = store.cursor().execute("SELECT count(*) FROM glob(?)", [str(path.resolve())]).fetchone()
+    if not row or not row[0]:
+        raise InvalidInput(
+            f"{path}: the server at {store.path} reads imported files from its own disk and "
+            "cannot see this one; import it where the project is served, or copy it there"
+        )
 
 
 def _insert(
@@ -222,7 +234,8 @@ def _insert(
             "INSERT INTO cases (id, kind, input, messages, output, output_a, output_b, metadata,"
             " split, tags, source, imported_at, reason) "
             f"SELECT * FROM ({select}) AS new{new_only}",
-            [options.source, now(), options.reason, str(path)],
+            # Absolute: a served project's server reads the file, from its own folder.
+            [options.source, now(), options.reason, str(path.resolve())],
         )
         row = cur.fetchone()
     return int(row[0]) if row else 0
