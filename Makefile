@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/keypress.py
 	$(BIN)/python bench/agreement.py
 	$(BIN)/python bench/judge.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
