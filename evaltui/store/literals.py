@@ -22,19 +22,19 @@ def literal(value: Any) -> str:
     >>> literal("it's")
     "'it''s'"
     >>> literal([1, None])
-    '[(1), NULL]'
+    "[CAST('1' AS INTEGER), NULL]"
     """
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
-        return f"({value})"
+        return f"CAST('{value}' AS {_integer_type(value)})"
     if isinstance(value, float):
         text = repr(value) if math.isfinite(value) else str(value)
         return f"CAST('{text}' AS DOUBLE)"
     if isinstance(value, Decimal):
-        return f"CAST('{value}' AS DECIMAL(38, 10))"
+        return _decimal(value)
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, datetime):
@@ -51,6 +51,36 @@ def literal(value: Any) -> str:
     raise TypeError(f"no SQL literal for a {type(value).__name__} parameter")
 
 
+_INTEGER_TYPES = (
+    ("INTEGER", -(2**31), 2**31 - 1),
+    ("BIGINT", -(2**63), 2**63 - 1),
+    ("UBIGINT", 0, 2**64 - 1),
+    ("HUGEINT", -(2**127), 2**127 - 1),
+    ("UHUGEINT", 0, 2**128 - 1),
+)
+
+
+def _integer_type(value: int) -> str:
+    """The type DuckDB gives a Python int parameter: the narrowest that holds it."""
+    for name, low, high in _INTEGER_TYPES:
+        if low <= value <= high:
+            return name
+    raise TypeError(f"{value} does not fit a 128-bit integer")
+
+
+def _decimal(value: Decimal) -> str:
+    """An exact DECIMAL literal; DOUBLE beyond DuckDB's 38 digits, as a bound parameter."""
+    if not value.is_finite():
+        return f"CAST('{value}' AS DOUBLE)"
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    scale = max(0, -exponent)
+    precision = max(len(digits) + max(exponent, 0), scale + 1)
+    if precision > 38:
+        return f"CAST('{value}' AS DOUBLE)"
+    return f"CAST('{value:f}' AS DECIMAL({precision}, {scale}))"
+
+
 def _string(value: str) -> str:
     """A VARCHAR literal. Quotes are doubled; NUL, which a quoted literal cannot hold, is chr(0)."""
     value.encode("utf-8")  # a lone surrogate cannot be stored: fail here, not on the server
@@ -63,8 +93,8 @@ def _string(value: str) -> str:
 def inline(sql: str, params: Sequence[Any] | None) -> str:
     """`sql` with each `?` outside quotes and comments replaced by the next parameter's literal.
 
-    >>> inline("SELECT ? AS \\"a?\\", '?' WHERE x = ?", ["o'k", 2])
-    'SELECT \\'o\\'\\'k\\' AS "a?", \\'?\\' WHERE x = (2)'
+    >>> inline("SELECT ? AS \\"a?\\", '?' WHERE x = ?", ["o'k", True])
+    'SELECT \\'o\\'\\'k\\' AS "a?", \\'?\\' WHERE x = TRUE'
     """
     values = list(params or ())
     out: list[str] = []

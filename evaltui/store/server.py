@@ -42,10 +42,11 @@ RETRY_FOR = 15.0
 
 _ALIAS = "evaltui_server"
 _ADDRESS = re.compile(
-    r"^quack:(?://)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>\d+))?$"
+    r"(?i)^quack:(?://)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>\d+))?$"
 )
 _BEGIN = re.compile(r"^\s*BEGIN(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _END = re.compile(r"^\s*(COMMIT|ROLLBACK|ABORT|END)(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
+_ROLLBACK = re.compile(r"^\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
 _IDEMPOTENT = re.compile(r"^\s*(SELECT|FROM|WITH|INSERT\s+OR\s+IGNORE)\b", re.IGNORECASE)
 
 
@@ -96,7 +97,7 @@ class Address:
 
 def is_address(target: object) -> bool:
     """Whether a `--db` value names a server rather than a file."""
-    return isinstance(target, str) and target.startswith("quack:")
+    return isinstance(target, str) and target.strip().lower().startswith("quack:")
 
 
 def token_sha256(token: str) -> str:
@@ -134,15 +135,18 @@ def _extension_file(name: str) -> Path:
 def _trouble(error: duckdb.Error) -> str | None:
     """How a failed statement relates to the connection.
 
-    'unsent': the server never ran it (nothing listening, a session it forgot,
-    a write conflict it rolled back); 'unknown': the reply was lost; None: the
-    statement itself failed.
+    'unsent': the server never ran it (nothing listening, a session it forgot);
+    'conflict': another rater's transaction wrote the same row first and the
+    server rolled this statement back; 'unknown': the reply was lost; None:
+    the statement itself failed.
     """
     text = str(error)
     if "Invalid connection id" in text or "Could not connect" in text:
         return "unsent"
-    if isinstance(error, duckdb.TransactionException) and "onflict" in text:
-        return "unsent"
+    if "Conflict on" in text or (
+        isinstance(error, duckdb.TransactionException) and "onflict" in text
+    ):
+        return "conflict"
     if isinstance(error, duckdb.IOException) and (
         "Failed to send message" in text or "HTTP" in text
     ):
@@ -162,6 +166,7 @@ class ServerConnection:
         self._token = token
         self._lock = threading.RLock()
         self._transaction_depth = 0
+        self._transaction_lost = False
         self._attached = False
         self._local = duckdb.connect(":memory:")
         try:
@@ -259,14 +264,31 @@ class ServerConnection:
                 raise
             self._transaction_depth += 1
             return result
-        if _END.match(sql) and self._transaction_depth:
+        if _END.match(sql):
+            if not self._transaction_depth:
+                if _ROLLBACK.match(sql):
+                    return [], None  # the transaction already ended with its connection
+                raise ConnectionLost(self._lost_message())
             try:
+                if self._transaction_lost:
+                    if _ROLLBACK.match(sql):
+                        return [], None  # the server dropped it with the session
+                    raise ConnectionLost(self._lost_message())
                 return self._send(sql, text)
             finally:
+                self._transaction_lost = False
                 self._transaction_depth -= 1
                 self._lock.release()
         with self._lock:
+            if self._transaction_lost:  # never run the rest of a lost transaction on its own
+                raise ConnectionLost(self._lost_message())
             return self._send(sql, text)
+
+    def _lost_message(self) -> str:
+        return (
+            f"the connection to {self.address} dropped during a write; "
+            "it may not have been stored, try again"
+        )
 
     def copy_to(self, sql: str, params: Sequence[Any] | None, target: str, options: str) -> int:
         """Run a query on the server and write its rows to a file here with DuckDB's COPY."""
@@ -293,15 +315,19 @@ class ServerConnection:
                 pass  # the attach itself failed: nothing was sent
             except duckdb.Error as error:
                 trouble = _trouble(error)
-                if trouble is None:
-                    raise
-                in_transaction = self._transaction_depth > 0 or bool(_END.match(sql))
+                in_transaction = self._transaction_depth > 0
+                if trouble is None or (trouble == "conflict" and in_transaction):
+                    raise  # the caller's transaction rolls back
+                if trouble == "conflict":
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(pause)  # the other writer commits; then this one goes in
+                    pause = min(pause * 2, 1.0)
+                    continue
                 if in_transaction or (trouble == "unknown" and not _IDEMPOTENT.match(sql)):
+                    self._transaction_lost = in_transaction
                     self._mend_quietly()
-                    raise ConnectionLost(
-                        f"the connection to {self.address} dropped during a write; "
-                        "it may not have been stored, try again"
-                    ) from None
+                    raise ConnectionLost(self._lost_message()) from None
             if time.monotonic() >= deadline:
                 self._set_state("lost")
                 raise ServerUnreachable(
