@@ -11,13 +11,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from evaltui import __version__
 from evaltui.cli_store import db_option, open_store
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import CaseKind
 from evaltui.store import Store
+
+if TYPE_CHECKING:
+    from evaltui.team import Served
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -326,38 +329,45 @@ def _serve(args: argparse.Namespace) -> int:
     path = args.path or args.db
     if not isinstance(path, Path):
         raise InvalidInput(f"{path} is a server already; serve a project file")
-    with Store.open(path, create=False) as store:
-        served = team.start(store, host=args.host, port=args.port, raters=args.rater)
-        where = "this machine only" if served.address.loopback else "reachable from other machines"
-        print(f"Serving {path} at {served.address} ({where}). Stop with Ctrl+C.")
-        if not served.address.loopback:
-            print(
-                "Traffic to this port is not encrypted: on a shared network, put a TLS proxy "
-                "in front of it, or serve on localhost and have raters use ssh -L."
-            )
-        if served.issued:
-            print("Each token is shown only this once and lets its holder read and write the")
-            print("whole project; hand it only to that rater.")
-            width = max(map(len, served.issued))
-            for rater, token in served.issued.items():
-                print(f"  {rater:<{width}}  {served.command(token)}")
-        earlier = [r for r in served.holders if r not in served.issued]
-        if earlier:
-            print(
-                f"Earlier tokens still valid: {', '.join(earlier)} "
-                "(--rater NAME prints a new one and retires the old)."
-            )
-        sys.stdout.flush()
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            while True:
-                signal.pause()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            team.stop(store, served)
+    # Ctrl+C and SIGTERM are taken by this thread alone, with sigwait: blocked
+    # before DuckDB starts its threads, so none of them can swallow the signal.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        with Store.open(path, create=False) as store:
+            served = team.start(store, host=args.host, port=args.port, raters=args.rater)
+            try:
+                _print_served(path, served)
+                signal.sigwait(stop_signals)
+            finally:
+                team.stop(store, served)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     print(f"Stopped serving {path}.")
     return 0
+
+
+def _print_served(path: Path, served: Served) -> None:
+    where = "this machine only" if served.address.loopback else "reachable from other machines"
+    print(f"Serving {path} at {served.address} ({where}). Stop with Ctrl+C.")
+    if not served.address.loopback:
+        print(
+            "Traffic to this port is not encrypted: on a shared network, put a TLS proxy "
+            "in front of it, or serve on localhost and have raters use ssh -L."
+        )
+    if served.issued:
+        print("Each token is shown only this once and lets its holder read and write the")
+        print("whole project; hand it only to that rater.")
+        width = max(map(len, served.issued))
+        for rater, token in served.issued.items():
+            print(f"  {rater:<{width}}  {served.command(token)}")
+    earlier = [r for r in served.holders if r not in served.issued]
+    if earlier:
+        print(
+            f"Earlier tokens still valid: {', '.join(earlier)} "
+            "(--rater NAME prints a new one and retires the old)."
+        )
+    sys.stdout.flush()
 
 
 def _import(args: argparse.Namespace) -> int:
