@@ -39,6 +39,22 @@ def store(db: Path) -> Iterator[Store]:
         yield opened
 
 
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo project, built once per test run (copy it before writing to it)."""
+    from evaltui.demo import build_demo_project
+
+    return build_demo_project(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def demo_project(demo_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the demo project (support cases, PandaLM pairs with 3 raters)."""
+    target = tmp_path / "evals.duckdb"
+    target.write_bytes(demo_template.read_bytes())
+    return target
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Run `evaltui ARGS...` in-process and return its exit code and output."""

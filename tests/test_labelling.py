@@ -10,7 +10,6 @@ from rich.console import Console
 from textual.widgets import Input, Static
 
 from evaltui.config import Config
-from evaltui.demo import build_demo_project
 from evaltui.labelling import shown_swapped
 from evaltui.store import Store
 from evaltui.ui.app import EvaltuiApp
@@ -28,17 +27,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_demo_project(tmp_path_factory.mktemp("demo"))
-
-
 @pytest.fixture
-def project(demo_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the demo project (support cases, PandaLM pairs with 3 raters)."""
-    target = tmp_path / "evals.duckdb"
-    target.write_bytes(demo_template.read_bytes())
-    return target
+def project(demo_project: Path) -> Path:
+    return demo_project
 
 
 def screen_of(app: EvaltuiApp) -> LabelScreen:

@@ -12,7 +12,6 @@ from rich.console import Console
 from textual.widgets import Static
 
 from evaltui.config import Config
-from evaltui.demo import build_demo_project
 from evaltui.store import Store
 from evaltui.ui.app import EvaltuiApp
 from evaltui.ui.screens.label import LabelScreen
@@ -21,16 +20,9 @@ from tests.served import Served
 RUBRIC = "resolves-issue"
 
 
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_demo_project(tmp_path_factory.mktemp("demo"))
-
-
 @pytest.fixture
-def project(demo_template: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "evals.duckdb"
-    target.write_bytes(demo_template.read_bytes())
-    return target
+def project(demo_project: Path) -> Path:
+    return demo_project
 
 
 def screen_of(app: EvaltuiApp) -> LabelScreen:
