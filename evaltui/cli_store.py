@@ -32,7 +32,8 @@ def db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     parser.add_argument(
         "--token",
         default=None if top else argparse.SUPPRESS,
-        help=f"your token for a served project (default: ${TOKEN_VARIABLE})",
+        help=f"your token for a served project (default: ${TOKEN_VARIABLE}, which, unlike "
+        "--token, other users of the machine cannot see)",
     )
 
 

@@ -47,8 +47,12 @@ class Served:
     """Every rater who holds a valid token, new or earlier."""
 
     def command(self, token: str) -> str:
-        """The command a rater runs to label on this server."""
-        return f"evaltui --db {self.address} --token {token}"
+        """The command a rater runs to label on this server.
+
+        The token goes in the environment, not `--token`: other users of the
+        machine can read a process's arguments, but not its environment.
+        """
+        return f"EVALTUI_TOKEN={token} evaltui --db {self.address}"
 
 
 def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-_COMMAND = re.compile(r"^\s+(?P<rater>\S+)\s+evaltui --db (?P<address>\S+) --token (?P<token>\S+)$")
+_COMMAND = re.compile(
+    r"^\s+(?P<rater>\S+)\s+EVALTUI_TOKEN=(?P<token>\S+) evaltui --db (?P<address>\S+)$"
+)
 
 
 def free_port() -> int:

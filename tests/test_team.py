@@ -426,7 +426,7 @@ def test_a_second_process_on_a_served_file_is_told_the_address_to_connect_to(
     with Served(db, raters=["alice"]) as server:
         port = port_of(server)
         line = one_error_line(cli("--db", db, "agreement", "--rubric", "ok"))
-        assert f"evaltui --db quack:localhost:{port} --token" in line
+        assert f"EVALTUI_TOKEN=TOKEN evaltui --db quack:localhost:{port}" in line
         assert "being served by 'evaltui serve'" in line
         # The same from another process, as a rater in another terminal would see it.
         done = run_evaltui("--db", db, "export", "labels", tmp_path / "out.csv")

@@ -96,8 +96,8 @@ def locked_message(path: Path, error: duckdb.Error) -> str:
     if served is not None and match is not None:
         return (
             f"{path} is being served by 'evaltui serve' (PID {match['pid']}); "
-            f"connect to it instead: evaltui --db {served} --token TOKEN, with the token "
-            "serve printed for you"
+            f"connect to it instead: EVALTUI_TOKEN=TOKEN evaltui --db {served}, with the "
+            "token serve printed for you"
         )
     return (
         f"{path} is open in {holder}; a project file can be opened by one process at a time. "
