@@ -151,3 +151,29 @@ async def test_a_write_the_server_never_got_is_reported_and_retried_with_the_sam
             back.stop()
     rows = label_rows(project)
     assert [(r[0], r[1], r[3]) for r in rows] == [(pending[1], case_id, "pass")]
+
+
+async def test_keys_pressed_while_the_server_is_gone_give_a_notice_not_a_crash(
+    project: Path,
+) -> None:
+    server = Served(project, raters=["alice"]).start()
+    store = Store.open(server.address, token=server.tokens["alice"])
+    assert store.server is not None
+    try:
+        app = EvaltuiApp(store, Config(), label=(RUBRIC, None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            store.server.retry_for = 0.3
+            screen = screen_of(app)
+            server.kill()
+            await pilot.press("s")  # skip: the next case is read from the server
+            await pilot.pause()
+            assert app.is_running
+            assert app.screen is screen
+            assert any("lost the server" in str(n.message) for n in app._notifications)
+            await pilot.press("escape")  # back home: its table is read from the server too
+            await pilot.pause()
+            assert app.is_running
+    finally:
+        store.close()
+        server.stop()

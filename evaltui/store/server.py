@@ -331,7 +331,7 @@ class ServerConnection:
             if time.monotonic() >= deadline:
                 self._set_state("lost")
                 raise ServerUnreachable(
-                    f"lost the server at {self.address} for {self.retry_for:.0f} s; "
+                    f"lost the server at {self.address} for {self.retry_for:g} s; "
                     "nothing was stored by the last step, try again when it is back"
                 ) from None
             self._set_state("reconnecting")

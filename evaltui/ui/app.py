@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import ClassVar
 
+from textual.actions import ActionParseResult
 from textual.app import App
 from textual.binding import BindingType
+from textual.dom import DOMNode
 
 from evaltui.config import Config
+from evaltui.errors import EvaltuiError
 from evaltui.labelling import CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
@@ -64,6 +68,22 @@ class EvaltuiApp(App[None]):
             rubric, rater = self._start_label
             rater = self.config.rater if self.store.rater else (rater or self.config.rater)
             self.open_labelling(rubric, rater, case_ids=self._case_ids)
+
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Run a key's action; a problem the user can act on (a server gone, say) is a notice.
+
+        Without this, such an error inside any screen's action would end the app.
+        """
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except EvaltuiError as error:
+            self.notify(str(error), severity="error", markup=False)
+            return True
 
     def _show_connection(self) -> None:
         state = self.store.connection_state

@@ -19,6 +19,7 @@ from evaltui.errors import EvaltuiError
 from evaltui.models import AdjudicationCause, Rubric, RubricKind
 from evaltui.store import Store, coding
 from evaltui.ui import render
+from evaltui.ui.guard import guarded
 
 
 class AgreementScreen(Screen[None]):
@@ -50,6 +51,7 @@ class AgreementScreen(Screen[None]):
         yield DataTable(id="disagreements", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
+    @guarded
     def on_mount(self) -> None:
         table = self.query_one("#disagreements", DataTable)
         table.add_columns("Case", "Rater 1", "Rater 2", "Gold", "Notes")
@@ -114,6 +116,7 @@ class AgreementScreen(Screen[None]):
             cut,
         )
 
+    @guarded
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         case_id = str(event.row_key.value)
@@ -176,6 +179,7 @@ class AdjudicationScreen(ModalScreen[bool]):
             yield Input(id="rationale", placeholder="rationale, then Enter to save")
         yield Footer()
 
+    @guarded
     def on_mount(self) -> None:
         self._show_choice()
 
@@ -225,6 +229,7 @@ class AdjudicationScreen(ModalScreen[bool]):
         if self.value is not None:
             self.query_one("#rationale", Input).focus()
 
+    @guarded
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self.value is None or self.cause is None:

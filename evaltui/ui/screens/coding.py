@@ -15,6 +15,7 @@ from evaltui.errors import EvaltuiError
 from evaltui.models import Label, Rubric
 from evaltui.store import Store, coding
 from evaltui.ui import render
+from evaltui.ui.guard import guarded
 from evaltui.ui.screens.modals import PromptScreen
 
 
@@ -42,6 +43,7 @@ class FailureModesScreen(Screen[None]):
         yield Static(id="ranking", markup=False)
         yield Footer()
 
+    @guarded
     def on_mount(self) -> None:
         table = self.query_one("#notes", DataTable)
         table.add_columns("Case", "Rater", "Label", "Note", "Failure modes")

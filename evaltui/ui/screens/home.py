@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from evaltui.labelling import CaseCursor, CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
+from evaltui.ui.guard import guarded
 from evaltui.ui.render import literal
 
 
@@ -70,6 +71,7 @@ class HomeScreen(Screen[None]):
         table.add_columns("Rubric", "Kind", "Version", "Status", "Cases", "Labels", "Progress")
         table.focus()
 
+    @guarded
     def on_screen_resume(self) -> None:
         # Filled when shown (first time and after labelling), not at mount: with
         # `evaltui label` the labelling screen opens on top without waiting for this.
@@ -216,6 +218,7 @@ class HomeScreen(Screen[None]):
         if name is not None:
             self.app.push_screen(FailureModesScreen(self.store, self.store.get_rubric(name)))
 
+    @guarded
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_label()

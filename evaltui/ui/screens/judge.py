@@ -35,6 +35,7 @@ from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.store.verdicts import get_judge
 from evaltui.ui import render
+from evaltui.ui.guard import guarded
 
 
 class VerdictStored(Message):
@@ -100,6 +101,7 @@ class JudgeScreen(Screen[None]):
             yield Static(id="judge-status", markup=False)
         yield Footer()
 
+    @guarded
     def on_mount(self) -> None:
         judge = self.judge
         self.query_one("#judge-model", Input).value = judge.model if judge else ""
@@ -214,6 +216,7 @@ class JudgeScreen(Screen[None]):
             on_verdict=stored,
         )
 
+    @guarded
     def on_verdict_stored(self, message: VerdictStored) -> None:
         self.query_one("#judge-progress", ProgressBar).update(progress=message.done)
         self._status(
@@ -223,6 +226,7 @@ class JudgeScreen(Screen[None]):
         if message.done % max(1, message.total // 10) == 0:
             self.refresh_figures()
 
+    @guarded
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.running:
             return
@@ -296,6 +300,7 @@ class JudgeScreen(Screen[None]):
         self.notify(f"Approved: wrote {path} (test κ {report['judge_kappa']})", markup=False)
         self.refresh_figures()
 
+    @guarded
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         case_id = str(event.row_key.value)
@@ -382,6 +387,7 @@ class HistoryScreen(ModalScreen[None]):
             yield Static(id="comparison", markup=False)
         yield Footer()
 
+    @guarded
     def on_mount(self) -> None:
         from evaltui.judge.versions import history
 
@@ -404,6 +410,7 @@ class HistoryScreen(ModalScreen[None]):
             table.add_row(*(Text(render.literal(c)) for c in cells), key=v["version"])
         table.focus()
 
+    @guarded
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         from evaltui.judge.versions import compare
         from evaltui.store.verdicts import judge_by_version

@@ -28,6 +28,7 @@ from evaltui.labelling import (
 from evaltui.models import Case, Label, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.ui import render
+from evaltui.ui.guard import guarded
 from evaltui.ui.screens.modals import HelpScreen, PromptScreen, TagPicker
 
 Clock = Callable[[], float]
@@ -135,6 +136,7 @@ class LabelScreen(Screen[None]):
         yield Input(id="note", placeholder="note (critique) — Enter or Esc to keep it")
         yield Footer(show_command_palette=False)
 
+    @guarded
     def on_mount(self) -> None:
         self.query_one("#note", Input).display = False
         # Metadata fields named after raters hold their labels (e.g. imported annotator
@@ -425,6 +427,7 @@ class LabelScreen(Screen[None]):
         box.display = True
         box.focus()
 
+    @guarded
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "note":
             event.stop()

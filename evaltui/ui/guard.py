@@ -1,0 +1,29 @@
+"""Keeping the app up when the store fails in a way the user can act on (a server gone)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from evaltui.errors import EvaltuiError
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def guarded(method: Method) -> Method:
+    """A widget's handler whose EvaltuiError becomes a notice instead of ending the app.
+
+    Textual stops a screen's message loop when a handler raises; key actions are
+    covered by the app's `run_action`, event handlers that read the store by this.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except EvaltuiError as error:
+            self.notify(str(error), severity="error", markup=False)
+            return None
+
+    return wrapper  # type: ignore[return-value]
