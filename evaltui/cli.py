@@ -323,26 +323,26 @@ def _init(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import signal
+    import time
 
     from evaltui import team
 
     path = args.path or args.db
     if not isinstance(path, Path):
         raise InvalidInput(f"{path} is a server already; serve a project file")
-    # Ctrl+C and SIGTERM are taken by this thread alone, with sigwait: blocked
-    # before DuckDB starts its threads, so none of them can swallow the signal.
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
-        with Store.open(path, create=False) as store:
-            served = team.start(store, host=args.host, port=args.port, raters=args.rater)
-            try:
-                _print_served(path, served)
-                signal.sigwait(stop_signals)
-            finally:
-                team.stop(store, served)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl+C does
+    with Store.open(path, create=False) as store:
+        served = team.start(store, host=args.host, port=args.port, raters=args.rater)
+        try:
+            _print_served(path, served)
+            # Short sleeps, not pause(): a signal may land on one of DuckDB's
+            # threads, and the main thread must wake up to act on it.
+            while True:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            team.stop(store, served)
     print(f"Stopped serving {path}.")
     return 0
 

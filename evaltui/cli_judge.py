@@ -341,8 +341,9 @@ def _approve(args: argparse.Namespace) -> int:
     from evaltui import config, rubric_toml
     from evaltui.judge.approval import approve
 
-    approver = args.by or config.load(args.config).rater
     with open_store(args, create=False) as store:
+        # On a served project the token says who is approving.
+        approver = args.by or store.rater or config.load(args.config).rater
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
         file, report = approve(

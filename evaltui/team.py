@@ -29,7 +29,7 @@ from evaltui.store.server import (
     token_sha256,
 )
 
-_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 _RATER_NAME = re.compile(r"^[^\x00-\x1f\x7f\s]{1,64}$")
 
 
@@ -59,10 +59,7 @@ def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:
     """A new token for each rater; any earlier token of theirs stops working."""
     tokens: dict[str, str] = {}
     for rater in dict.fromkeys(raters):
-        if not _RATER_NAME.match(rater):
-            raise InvalidInput(
-                f"{rater!r} is not a rater name (1-64 characters, no spaces or control characters)"
-            )
+        _check_rater_name(rater)
         tokens[rater] = secrets.token_urlsafe(24)
     with store.transaction() as cur:
         for rater, token in tokens.items():
@@ -73,6 +70,13 @@ def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:
     for rater in tokens:
         store.ensure_rater(rater)
     return tokens
+
+
+def _check_rater_name(rater: str) -> None:
+    if not _RATER_NAME.match(rater):
+        raise InvalidInput(
+            f"{rater!r} is not a rater name (1-64 characters, no spaces or control characters)"
+        )
 
 
 def token_holders(store: Store) -> list[str]:
@@ -93,14 +97,14 @@ def start(
         raise InvalidInput(f"{store.path} is already served; serve the project file itself")
     if not 0 < port < 65536:
         raise InvalidInput(f"--port {port} is not a port (1-65535)")
-    issued = issue_tokens(store, raters)
-    holders = token_holders(store)
-    if not holders:
+    for rater in raters:
+        _check_rater_name(rater)
+    if not raters and not token_holders(store):
         raise InvalidInput(
             "no rater could connect: give each one with --rater NAME to print their token"
         )
-    bind = (host or "localhost").strip()
-    listen = f"quack:{bind}:{port}"
+    bind = (host or "localhost").strip().strip("[]")
+    listen = f"quack:[{bind}]:{port}" if ":" in bind else f"quack:{bind}:{port}"
     cur = store.cursor()
     load_extensions(cur)
     cur.execute("SET GLOBAL quack_authentication_function = 'evaltui_token_ok'")
@@ -109,15 +113,26 @@ def start(
         cur.execute(f"CALL quack_serve({literal(listen)}, allow_other_hostname := {others})")
     except duckdb.Error as error:
         raise EvaltuiError(f"cannot serve on {listen}: {str(error).splitlines()[0]}") from None
-    reach = _reachable_host() if bind in _WILDCARD_HOSTS else bind
-    return Served(
-        listen=listen, address=Address(reach.strip("[]"), port), issued=issued, holders=holders
-    )
+    # Tokens are issued once the port is ours: a server that failed to start
+    # must not have retired anyone's token.
+    served = Served(listen=listen, address=Address(_reachable(bind), port))
+    try:
+        served.issued = issue_tokens(store, raters)
+        served.holders = token_holders(store)
+    except BaseException:
+        stop(store, served)
+        raise
+    return served
 
 
 def stop(store: Store, served: Served) -> None:
     """Stop listening; connected raters see the server as gone."""
     store.cursor().execute(f"CALL quack_stop({literal(served.listen)})")
+
+
+def _reachable(bind: str) -> str:
+    """The host raters connect to: the bound one, or for a wildcard this machine's address."""
+    return _reachable_host() if bind in _WILDCARD_HOSTS else bind
 
 
 def _reachable_host() -> str:

@@ -23,6 +23,8 @@ from evaltui.store.rows import (
 from evaltui.store.schema import SCHEMA_VERSION
 from evaltui.store.server import AccessDenied, Address, ServerConnection, is_address, token_sha256
 
+_LABEL_CHUNK = 2000
+
 DEFAULT_DB = Path("evals.duckdb")
 """The project file used when `--db` is not given."""
 
@@ -435,31 +437,11 @@ class Store:
                  list(lb.tags), lb.shown_swapped, lb.seconds, lb.created_at or now(), lb.source],
             )  # fmt: skip
             return
-        # One statement for the whole batch: each column goes in as a list, unnested in step.
-        columns = [
-            [lb.id for lb in rows],
-            [lb.case_id for lb in rows],
-            [lb.rubric for lb in rows],
-            [lb.rubric_version for lb in rows],
-            [lb.rater for lb in rows],
-            [lb.value for lb in rows],
-            [lb.note for lb in rows],
-            [list(lb.tags) for lb in rows],
-            [lb.shown_swapped for lb in rows],
-            [lb.seconds for lb in rows],
-            [lb.created_at or now() for lb in rows],
-            [lb.source for lb in rows],
-        ]
+        # One statement per chunk: each column goes in as a list, unnested in step.
+        # Chunks keep a served project's statements (values written inline) small.
         with self.transaction() as cur:
-            cur.execute(
-                f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
-                "SELECT nextval('label_seq'), * FROM (SELECT unnest(?::VARCHAR[]), "
-                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
-                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-                "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
-                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]))",
-                columns,
-            )
+            for at in range(0, len(rows), _LABEL_CHUNK):
+                _insert_label_chunk(cur, rows[at : at + _LABEL_CHUNK])
 
     def current_labels(self, rubric: str, rater: str | None = None) -> list[Label]:
         """Each rater's current label per case under a rubric (all versions)."""
@@ -576,3 +558,29 @@ class Store:
 
 def _rubric_text(rubric: Rubric) -> dict[str, Any]:
     return rubric.model_dump(exclude={"created_at", "status"})
+
+
+def _insert_label_chunk(cur: Cursor, rows: Sequence[Label]) -> None:
+    columns = [
+        [lb.id for lb in rows],
+        [lb.case_id for lb in rows],
+        [lb.rubric for lb in rows],
+        [lb.rubric_version for lb in rows],
+        [lb.rater for lb in rows],
+        [lb.value for lb in rows],
+        [lb.note for lb in rows],
+        [list(lb.tags) for lb in rows],
+        [lb.shown_swapped for lb in rows],
+        [lb.seconds for lb in rows],
+        [lb.created_at or now() for lb in rows],
+        [lb.source for lb in rows],
+    ]
+    cur.execute(
+        f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
+        "SELECT nextval('label_seq'), * FROM (SELECT unnest(?::VARCHAR[]), "
+        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
+        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+        "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
+        "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]))",
+        columns,
+    )

@@ -58,6 +58,10 @@ class AccessDenied(EvaltuiError):
     """The server refused the token."""
 
 
+class WriteConflict(EvaltuiError):
+    """Another rater's transaction kept writing the same rows."""
+
+
 class ConnectionLost(ServerUnreachable):
     """The connection dropped while a write was in flight; it may or may not have been stored."""
 
@@ -300,8 +304,11 @@ class ServerConnection:
     def _send(
         self, sql: str, text: str, *, local: str = f"SELECT * FROM {_ALIAS}.query(?)"
     ) -> tuple[list[tuple[Any, ...]], Any]:
-        deadline = time.monotonic() + self.retry_for
+        # A server already given up on gets one attempt: the heartbeat does the waiting,
+        # so a screen is not held up for the whole retry time at every step.
+        deadline = time.monotonic() + (0.0 if self.state == "lost" else self.retry_for)
         pause = 0.05
+        maybe_stored = False  # an attempt whose reply was lost may have landed
         while True:
             try:
                 if not self._attached:
@@ -320,7 +327,10 @@ class ServerConnection:
                     raise  # the caller's transaction rolls back
                 if trouble == "conflict":
                     if time.monotonic() >= deadline:
-                        raise
+                        raise WriteConflict(
+                            f"another rater kept changing the same rows at {self.address} "
+                            f"for {self.retry_for:g} s; nothing was stored, try again"
+                        ) from None
                     time.sleep(pause)  # the other writer commits; then this one goes in
                     pause = min(pause * 2, 1.0)
                     continue
@@ -328,12 +338,15 @@ class ServerConnection:
                     self._transaction_lost = in_transaction
                     self._mend_quietly()
                     raise ConnectionLost(self._lost_message()) from None
+                maybe_stored = maybe_stored or trouble == "unknown"
             if time.monotonic() >= deadline:
                 self._set_state("lost")
+                if maybe_stored:
+                    raise ConnectionLost(self._lost_message())
                 raise ServerUnreachable(
                     f"lost the server at {self.address} for {self.retry_for:g} s; "
                     "nothing was stored by the last step, try again when it is back"
-                ) from None
+                )
             self._set_state("reconnecting")
             time.sleep(pause)
             pause = min(pause * 2, 1.0)

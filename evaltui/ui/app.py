@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from textual.actions import ActionParseResult
 from textual.app import App
 from textual.binding import BindingType
 from textual.dom import DOMNode
+from textual.screen import Screen
 
 from evaltui.config import Config
 from evaltui.errors import EvaltuiError
 from evaltui.labelling import CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
+from evaltui.ui.guard import noticing
 from evaltui.ui.screens.home import HomeScreen
 from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
 from evaltui.ui.screens.label import Clock, LabelScreen
@@ -84,6 +86,19 @@ class EvaltuiApp(App[None]):
         except EvaltuiError as error:
             self.notify(str(error), severity="error", markup=False)
             return True
+
+    def push_screen(
+        self,
+        screen: Screen[Any] | str,
+        callback: Callable[..., Any] | None = None,
+        wait_for_dismiss: bool = False,
+        *,
+        mode: str | None = None,
+    ) -> Any:
+        """Push a screen; its result callback, like an action, turns user errors into notices."""
+        if callback is not None:
+            callback = noticing(self, callback)
+        return super().push_screen(screen, callback, wait_for_dismiss, mode=mode)  # type: ignore[call-overload]
 
     def _show_connection(self) -> None:
         state = self.store.connection_state

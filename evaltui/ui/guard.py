@@ -27,3 +27,17 @@ def guarded(method: Method) -> Method:
             return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def noticing(app: Any, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """`callback` (a screen's result callback), its EvaltuiError shown by `app` as a notice."""
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any) -> Any:
+        try:
+            return callback(*args)
+        except EvaltuiError as error:
+            app.notify(str(error), severity="error", markup=False)
+            return None
+
+    return wrapper
