@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -163,8 +164,6 @@ def _fast_import(
     if fmt is Format.json and not ends_with(path, b"]"):
         # DuckDB reads the records of a truncated array without complaint.
         raise _FastPathRefused("the JSON array is not closed")
-    if store.server is not None:
-        _check_server_sees(store, path)
     before = store.count_cases()
     insert = partial(
         _insert, store, path, fmt, columns, resolved, options, normalised=normalised, before=before
@@ -187,27 +186,17 @@ def _fast_import(
     else:
         # Only the first column is read to count rows, which DuckDB does cheaply.
         first = next(iter(columns))
-        row = (
-            store.cursor()
-            .execute(
+        con = duckdb.connect()
+        try:
+            row = con.execute(
                 f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
                 f"{reader_sql(fmt, large_objects=large)})",
-                [str(path.resolve())],
-            )
-            .fetchone()
-        )
+                [str(path)],
+            ).fetchone()
+        finally:
+            con.close()
         read = int(row[0]) if row else added
     return ImportReport(path=path, read=read, added=added)
-
-
-def _check_server_sees(store: Store, path: Path) -> None:
-    """A served project's fast path reads the file on the server: it must be there too."""
-    row = store.cursor().execute("SELECT count(*) FROM glob(?)", [str(path.resolve())]).fetchone()
-    if not row or not row[0]:
-        raise InvalidInput(
-            f"{path}: the server at {store.path} reads imported files from its own disk and "
-            "cannot see this one; import it where the project is served, or copy it there"
-        )
 
 
 def _insert(
@@ -226,19 +215,52 @@ def _insert(
     select = _select_sql(
         fmt, columns, resolved, options, normalised=normalised, large_objects=large_objects
     )
+    params = [options.source, now(), options.reason, str(path)]
+    if store.server is not None:
+        return _insert_served(store, select, params, before=before)
     # Into an empty project everything is new: skipping the anti-join keeps
     # DuckDB's parallel batch insert (a repeated id still fails on the key).
     new_only = " WHERE new.id NOT IN (SELECT id FROM cases)" if before else ""
     with store.transaction() as cur:
         cur.execute(
-            "INSERT INTO cases (id, kind, input, messages, output, output_a, output_b, metadata,"
-            " split, tags, source, imported_at, reason) "
-            f"SELECT * FROM ({select}) AS new{new_only}",
-            # Absolute: a served project's server reads the file, from its own folder.
-            [options.source, now(), options.reason, str(path.resolve())],
+            f"INSERT INTO cases ({_CASE_FIELDS}) SELECT * FROM ({select}) AS new{new_only}",
+            params,
         )
         row = cur.fetchone()
     return int(row[0]) if row else 0
+
+
+_CASE_FIELDS = (
+    "id, kind, input, messages, output, output_a, output_b, metadata, split, tags, source, "
+    "imported_at, reason"
+)
+_SERVED_CHUNK = 500
+
+
+def _insert_served(store: Store, select: str, params: list[Any], *, before: int) -> int:
+    """The fast path for a served project: the file is read and checked here, on the
+    rater's machine (the server may not see it), and the rows sent in chunks, all in
+    one transaction."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT * FROM ({select})", params).fetchall()
+    finally:
+        con.close()
+    width = len(_CASE_FIELDS.split(","))
+    new_only = " WHERE new.id NOT IN (SELECT id FROM cases)" if before else ""
+    added = 0
+    with store.transaction() as cur:
+        for at in range(0, len(rows), _SERVED_CHUNK):
+            chunk = rows[at : at + _SERVED_CHUNK]
+            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(chunk))
+            cur.execute(
+                f"INSERT INTO cases ({_CASE_FIELDS}) SELECT * FROM (VALUES {values}) "
+                f"AS new({_CASE_FIELDS}){new_only}",
+                [value for row in chunk for value in row],
+            )
+            row = cur.fetchone()
+            added += int(row[0]) if row else 0
+    return added
 
 
 def _select_sql(
