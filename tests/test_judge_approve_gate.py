@@ -26,6 +26,7 @@ from evaltui.store.db import now
 from evaltui.store.verdicts import add_verdicts, split_of, verdicts
 from tests.conftest import Result, write_jsonl
 from tests.loopback import LoopbackServer, Reply, Request, marked_verdict
+from tests.served import Served
 
 Cli = Callable[..., Result]
 """The `cli` fixture: `evaltui ARGS...` run in-process."""
@@ -720,3 +721,36 @@ def test_judge_run_on_unlabelled_cases_gives_the_corrected_pass_rate(
     assert corrected["corrected"] == 0.75
     text = cli("judge", "report", *setup).out
     assert "corrected pass rate on 20 unlabelled case(s): 75.0%" in text
+
+
+def test_approve_over_a_served_project_names_the_tokens_rater(
+    cli: Cli, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVALTUI_TOKEN", raising=False)
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing([TEST_PASS[0]]))
+    config = tmp_path / "config.toml"
+    config.write_text('rater = "carol"\n', encoding="utf-8")  # someone else on this machine
+    served_out, by_out = tmp_path / "served.toml", tmp_path / "by.toml"
+    with Served(db, raters=["dana"]) as server:
+        remote = ["--config", config, "--db", server.address, "--token", server.tokens["dana"]]
+        result = cli(*remote, "judge", "approve", "--rubric", "tone", "--out", served_out)
+        assert result.code == 0, result.err
+        result = cli(
+            *remote, "judge", "approve", "--rubric", "tone", "--out", by_out, "--by", "erin"
+        )
+        assert result.code == 0, result.err
+    served = rubric_toml.load(served_out).calibration
+    assert served is not None and served.approved_by == "dana"  # the token's rater
+    by = rubric_toml.load(by_out).calibration
+    assert by is not None and by.approved_by == "erin"  # --by still says who, when given
+
+    # On the file there is no token: the config's rater approves. The figures are the same.
+    file_out = tmp_path / "file.toml"
+    result = cli("--config", config, "judge", "approve", "--rubric", "tone", "--db", db,
+                 "--out", file_out)  # fmt: skip
+    assert result.code == 0, result.err
+    on_file = rubric_toml.load(file_out).calibration
+    assert on_file is not None and on_file.approved_by == "carol"
+    same = {"approved_by", "approved_at"}
+    assert served.model_dump(exclude=same) == on_file.model_dump(exclude=same)

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from evaltui.errors import EvaltuiError, InvalidInput, NotFound
 from evaltui.models import AdjudicationCause, Label, Rubric, RubricKind, RubricStatus
 from evaltui.store import Store, coding
+from evaltui.store import project as store_project
 from evaltui.store.db import now
 from evaltui.store.literals import inline, literal
-from evaltui.store.server import RETRY_FOR, ConnectionLost, ServerUnreachable
+from evaltui.store.server import RETRY_FOR, ConnectionLost, ServerUnreachable, WriteConflict
 from tests.served import Served, free_port
 
 RUBRIC = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
@@ -687,6 +688,7 @@ class Relay:
         self.sent = bytearray()
         """Every byte the client sent, to count what reached the server."""
         self._lose_after: bytes | None = None
+        self._cut_on_loss = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -715,10 +717,12 @@ class Relay:
         for sock in sockets:
             _close(sock)
 
-    def lose_reply_to(self, marker: bytes) -> None:
-        """Drop the connection instead of delivering the reply to the next request with `marker`."""
+    def lose_reply_to(self, marker: bytes, *, then_cut: bool = False) -> None:
+        """Drop the connection instead of delivering the reply to the next request with `marker`;
+        with `then_cut`, the relay is cut as that reply arrives (down until `restore`)."""
         with self._lock:
             self._lose_after = marker
+            self._cut_on_loss = then_cut
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -753,6 +757,9 @@ class Relay:
                             self._lose_after = None
                             doomed.set()  # before the request goes on, so before any reply
                 elif doomed.is_set():
+                    if self._cut_on_loss:  # the request ran: now the network goes down
+                        self._cut_on_loss = False
+                        self.cut()
                     break
                 sink.sendall(data)
         except OSError:
@@ -892,3 +899,155 @@ def test_nothing_listening_is_reported_at_once() -> None:
     assert time.monotonic() - began < min(3.0, RETRY_FOR / 3)
     assert address in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+# Review mends: a lost reply then a lasting outage, a server given up on, a lasting conflict,
+# labels imported in chunks ---------------------------------------------------------------------
+
+
+def test_a_label_whose_reply_was_lost_before_a_lasting_outage_may_have_been_stored(
+    relayed: tuple[Relay, Store],
+) -> None:
+    relay, store = relayed
+    assert store.server is not None
+    store.server.retry_for = 1.0
+    marker = b"INSERT OR IGNORE INTO labels"
+    relay.lose_reply_to(marker, then_cut=True)  # the label runs, then the network goes down
+    began = time.monotonic()
+    with pytest.raises(ConnectionLost, match="may not have been stored") as caught:
+        store.add_label("c1", RUBRIC, "alice", "pass", label_id="landed", case_known=True)
+    took = time.monotonic() - began
+    assert 0.9 < took < 5.0  # it kept trying for retry_for, then gave up
+    assert "nothing was stored" not in str(caught.value)
+    assert relay.sent.count(marker) == 1
+    assert store.connection_state == "lost"
+    relay.restore()
+    assert label_rows(store, "landed") == 1  # it had been stored: "nothing" would have lied
+    assert store.connection_state == "connected"
+
+
+def test_a_read_whose_reply_was_lost_is_not_reported_as_a_write(
+    relayed: tuple[Relay, Store],
+) -> None:
+    relay, store = relayed
+    assert store.server is not None
+    store.server.retry_for = 0.5
+    relay.lose_reply_to(b"FROM current_labels", then_cut=True)
+    with pytest.raises(ServerUnreachable) as caught:
+        store.current_labels("ok")
+    assert not isinstance(caught.value, ConnectionLost)
+    assert "during a write" not in str(caught.value)
+    relay.restore()
+
+
+def test_a_server_given_up_on_gets_one_attempt_per_statement_until_it_is_back(
+    relayed: tuple[Relay, Store],
+) -> None:
+    relay, store = relayed
+    assert store.server is not None
+    store.server.retry_for = 0.5
+    relay.cut()
+    with pytest.raises(ServerUnreachable):
+        store.current_labels("ok")
+    assert store.connection_state == "lost"
+
+    store.server.retry_for = 5.0
+    for _ in range(2):  # each step fails at once, not after another 5 s
+        began = time.monotonic()
+        with pytest.raises(ServerUnreachable, match="lost the server"):
+            store.add_label("c1", RUBRIC, "alice", "pass", label_id="later", case_known=True)
+        assert time.monotonic() - began < 1.5
+        assert store.connection_state == "lost"
+
+    relay.restore()
+    sent = len(relay.sent)
+    began = time.monotonic()
+    store.add_label("c1", RUBRIC, "alice", "pass", label_id="later", case_known=True)
+    assert time.monotonic() - began < 1.5
+    assert relay.sent[sent:].count(b"INSERT OR IGNORE INTO labels") == 1  # one attempt did it
+    assert store.connection_state == "connected"
+    assert label_rows(store, "later") == 1
+
+
+def test_a_write_conflict_that_outlasts_retry_for_is_a_readable_error(server: Served) -> None:
+    with (
+        connected(server.address, server.tokens["alice"]) as alice,
+        connected(server.address, server.tokens["bob"]) as bob,
+    ):
+        alice.save_rubric(RUBRIC)
+        assert bob.server is not None
+        bob.server.retry_for = 0.5
+        with alice.transaction() as cur:
+            cur.execute("UPDATE rubrics SET status = 'approved' WHERE name = 'ok'")
+            began = time.monotonic()
+            with pytest.raises(WriteConflict) as caught:  # alice's transaction stays open
+                bob.set_rubric_status("ok", 1, RubricStatus.retired)
+            took = time.monotonic() - began
+        assert 0.4 < took < 5.0  # it did wait for alice, for retry_for
+        error = caught.value
+        assert isinstance(error, EvaltuiError) and not isinstance(error, duckdb.Error)
+        message = str(error)
+        assert "another rater" in message and server.address in message
+        assert "nothing was stored" in message and "try again" in message
+        assert "\n" not in message and "Conflict" not in message
+        assert bob.connection_state == "connected"  # a conflict is not a lost server
+        assert alice.get_rubric("ok").status is RubricStatus.approved  # bob's never applied
+        bob.set_rubric_status("ok", 1, RubricStatus.retired)  # alice has committed: it goes in
+        assert alice.get_rubric("ok").status is RubricStatus.retired
+
+
+def numbered_labels(prefix: str, count: int) -> list[Label]:
+    return [
+        Label(
+            id=f"{prefix}{n}", case_id=CASES[n % 3], rubric="ok", rubric_version=1, rater="alice",
+            value=("pass", "fail")[n % 2], note=HOSTILE if n % 1000 == 7 else f"n{n}",
+            tags=("t'ag",) if n % 2 else (), created_at=now(),
+        )
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def count_with_prefix(store: Store, prefix: str) -> int:
+    row = (
+        store.cursor()
+        .execute("SELECT count(*) FROM labels WHERE starts_with(id, ?)", [prefix])
+        .fetchone()
+    )
+    assert row is not None
+    return int(row[0])
+
+
+def test_5000_labels_go_to_the_server_in_chunks_of_2000_and_all_or_nothing(
+    remote: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote.save_rubric(RUBRIC)
+    remote.ensure_rater("alice")
+    chunks: list[int] = []
+    fail_third = [True]
+    real_chunk = store_project._insert_label_chunk
+
+    def chunk(cur: Any, rows: Any) -> None:
+        chunks.append(len(rows))
+        if fail_third[0] and len(chunks) == 3:
+            raise RuntimeError("the third chunk failed")
+        real_chunk(cur, rows)
+
+    monkeypatch.setattr(store_project, "_insert_label_chunk", chunk)
+    with pytest.raises(RuntimeError, match="third chunk"):
+        remote.insert_labels(numbered_labels("gone", 5000))
+    assert chunks == [2000, 2000, 1000]
+    # The first two chunks had run on the server, in the transaction that was rolled back.
+    assert count_with_prefix(remote, "gone") == 0
+    assert remote.count_labels(current=False) == 0
+    assert remote.connection_state == "connected"
+
+    chunks.clear()
+    fail_third[0] = False
+    labels = numbered_labels("kept", 5000)
+    remote.insert_labels(labels)
+    assert chunks == [2000, 2000, 1000]
+    assert count_with_prefix(remote, "kept") == 5000
+    rows = remote.cursor().execute("SELECT id, note, tags FROM labels").fetchall()
+    assert sorted(rows) == sorted((lb.id, lb.note, list(lb.tags)) for lb in labels)
+    remote.insert_labels(labels)  # the same import again: ignored, not doubled
+    assert remote.count_labels(current=False) == 5000

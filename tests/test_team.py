@@ -549,3 +549,87 @@ def test_the_token_names_the_rater_and_label_as_someone_else_is_refused_before_t
         ("bob", "bob", None),
     ]
     assert shown[0]["location"] == f"server {served.address} as alice"
+
+
+# 7. Tokens are issued only once serve holds its port; IPv6 hosts -------------------------
+
+
+def ipv6_loopback_port() -> int | None:
+    """A free TCP port on ::1, or None when this machine has no IPv6 loopback."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            return int(probe.getsockname()[1])
+    except OSError:
+        return None
+
+
+def kept_token_hashes(db: Path) -> dict[str, str]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return dict(con.execute("SELECT token_sha256, rater FROM team_tokens").fetchall())
+
+
+def test_serve_on_a_port_already_taken_fails_and_retires_no_token(
+    cli: CLI, db: Path, tmp_path: Path
+) -> None:
+    make_project(cli, db, tmp_path, 3)
+    with Served(db, raters=["alice", "bob"]) as first:
+        alice, bob = first.tokens["alice"], first.tokens["bob"]
+        stop(first)
+    before = kept_token_hashes(db)
+    assert before == {token_sha256(alice): "alice", token_sha256(bob): "bob"}
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # something else holds the port
+        port = int(taken.getsockname()[1])
+        done = run_evaltui("serve", db, "--rater", "alice", "--port", port)
+    assert done.returncode == 1, done
+    assert done.stdout == ""  # no token printed: none was issued
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaltui: cannot serve on "), done.stderr
+    assert f"quack:localhost:{port}" in lines[0] and "Traceback" not in done.stderr
+    assert kept_token_hashes(db) == before  # alice's token was not retired
+
+    with Served(db, raters=[]) as again:
+        assert next_line(again).startswith("Earlier tokens still valid: alice, bob ")
+        with Store.open(again.address, token=alice) as store:
+            assert store.rater == "alice"
+            assert store.count_cases() == 3
+        stop(again)
+
+
+def test_serve_on_ipv6_loopback_serves_there_and_a_failure_keeps_the_tokens(
+    cli: CLI, db: Path, tmp_path: Path
+) -> None:
+    port = ipv6_loopback_port()
+    if port is None:
+        pytest.skip("this machine has no IPv6 loopback")
+    make_project(cli, db, tmp_path, 3)
+    # `--host ::1` serves: the address is bracketed, and a client given it connects.
+    with Served(db, raters=["x"], host="::1", port=port) as served:
+        assert served.address == f"quack:[::1]:{port}"
+        assert served.lines[0].startswith(f"Serving {db} at quack:[::1]:{port} (this machine only)")
+        assert tcp_connects("::1", port)
+        token = served.tokens["x"]
+        with Store.open(f"quack:[::1]:{port}", token=token) as store:
+            assert store.rater == "x"
+            assert store.count_cases() == 3
+            assert store.location == f"server quack:[::1]:{port} as x"
+        stop(served)
+    kept = kept_token_hashes(db)
+    assert kept == {token_sha256(token): "x"}
+
+    # The same port on ::1 held by something else: a readable failure, x's token kept.
+    with socket.create_server(("::1", port), family=socket.AF_INET6) as taken:
+        assert taken.getsockname()[1] == port
+        done = run_evaltui("serve", db, "--host", "::1", "--rater", "x", "--port", port)
+    assert done.returncode == 1, done
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"evaltui: cannot serve on quack:[::1]:{port}: "), done.stderr
+    assert kept_token_hashes(db) == kept
+    with Served(db, raters=[], host="[::1]") as again:  # brackets given by the user work too
+        assert again.address.startswith("quack:[::1]:")
+        with Store.open(again.address, token=token) as store:
+            assert store.rater == "x"
+        stop(again)

@@ -12,9 +12,12 @@ from rich.console import Console
 from textual.widgets import Static
 
 from evaltui.config import Config
+from evaltui.labelling import Position
 from evaltui.store import Store
+from evaltui.store.server import ServerUnreachable
 from evaltui.ui.app import EvaltuiApp
 from evaltui.ui.screens.label import LabelScreen
+from evaltui.ui.screens.modals import PromptScreen
 from tests.served import Served
 
 RUBRIC = "resolves-issue"
@@ -177,3 +180,99 @@ async def test_keys_pressed_while_the_server_is_gone_give_a_notice_not_a_crash(
     finally:
         store.close()
         server.stop()
+
+
+async def test_a_case_id_entered_while_the_server_is_gone_gives_a_notice_not_a_crash(
+    project: Path,
+) -> None:
+    server = Served(project, raters=["alice"]).start()
+    store = Store.open(server.address, token=server.tokens["alice"])
+    assert store.server is not None
+    try:
+        app = EvaltuiApp(store, Config(), label=(RUBRIC, None))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            store.server.retry_for = 0.3
+            screen = screen_of(app)
+            shown = screen.case.id  # type: ignore[union-attr]
+            row = (
+                store.cursor()
+                .execute(
+                    "SELECT id FROM cases WHERE kind = 'single' AND id <> ? ORDER BY id LIMIT 1",
+                    [shown],
+                )
+                .fetchone()
+            )
+            assert row is not None
+            await pilot.press("g")
+            await pilot.pause()
+            assert isinstance(app.screen, PromptScreen)
+            await pilot.press(*row[0])
+            server.kill()
+            await pilot.press("enter")  # the prompt's result callback reads the server
+            await pilot.pause()
+            assert app.is_running
+            assert app.screen is screen
+            assert screen.case.id == shown  # type: ignore[union-attr]
+            errors = [str(n.message) for n in app._notifications if n.severity == "error"]
+            assert any(server.address in m and "lost the server" in m for m in errors), errors
+            await pilot.press("g")  # the screen still takes keys
+            await pilot.pause()
+            assert isinstance(app.screen, PromptScreen)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is screen and app.is_running
+    finally:
+        store.close()
+        server.stop()
+
+
+async def test_a_label_stored_when_moving_on_failed_is_kept_and_the_key_again_is_a_change(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Served(project, raters=["alice"]) as server:
+        store = Store.open(server.address, token=server.tokens["alice"])
+        try:
+            app = EvaltuiApp(store, Config(), label=(RUBRIC, None))
+            async with app.run_test(size=(100, 30)) as pilot:
+                await pilot.pause()
+                screen = screen_of(app)
+                case_id = screen.case.id  # type: ignore[union-attr]
+                assert screen.done == 0 and screen.mine is None
+                real_next = screen.cursor.next
+                failed: list[bool] = []
+
+                def next_fails_once() -> Position | None:
+                    if not failed:
+                        failed.append(True)
+                        raise ServerUnreachable("lost the server while reading the next case")
+                    return real_next()
+
+                monkeypatch.setattr(screen.cursor, "next", next_fails_once)
+                await pilot.press("p")  # stored; reading the next case fails
+                await pilot.pause()
+                assert failed and app.is_running and app.screen is screen
+                assert any("reading the next case" in str(n.message) for n in app._notifications)
+                assert screen.case.id == case_id  # type: ignore[union-attr]
+                assert screen.done == 1
+                assert screen.mine is not None and screen.mine.value == "pass"
+                meta = app.screen.query_one("#meta", Static).content
+                assert "not labelled yet" not in str(meta)  # the screen shows it stored
+
+                await pilot.press("p")  # the same key again: a change of the same case
+                await pilot.pause()
+                assert screen.done == 1
+                assert "1/64 done" in status_of(app)
+                assert screen.case.id != case_id
+                assert [(e.case_id, e.previous_value) for e in screen.undo_stack] == [
+                    (case_id, None),
+                    (case_id, "pass"),
+                ]
+                assert store.cursor().execute(
+                    "SELECT count(*) FROM current_labels WHERE rubric = ? AND rater = 'alice'",
+                    [RUBRIC],
+                ).fetchone() == (1,)
+        finally:
+            store.close()
+    rows = label_rows(project)
+    assert [(r[1], r[2], r[3]) for r in rows] == [(case_id, "alice", "pass")] * 2

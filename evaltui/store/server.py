@@ -47,6 +47,7 @@ _ADDRESS = re.compile(
 _BEGIN = re.compile(r"^\s*BEGIN(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _END = re.compile(r"^\s*(COMMIT|ROLLBACK|ABORT|END)(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 _ROLLBACK = re.compile(r"^\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|CREATE|ALTER|DROP)\b", re.IGNORECASE)
 _IDEMPOTENT = re.compile(r"^\s*(SELECT|FROM|WITH|INSERT\s+OR\s+IGNORE)\b", re.IGNORECASE)
 
 
@@ -338,7 +339,10 @@ class ServerConnection:
                     self._transaction_lost = in_transaction
                     self._mend_quietly()
                     raise ConnectionLost(self._lost_message()) from None
-                maybe_stored = maybe_stored or trouble == "unknown"
+                # A read whose reply was lost changed nothing; a write may have landed.
+                maybe_stored = maybe_stored or (
+                    trouble == "unknown" and _WRITE.match(sql) is not None
+                )
             if time.monotonic() >= deadline:
                 self._set_state("lost")
                 if maybe_stored:

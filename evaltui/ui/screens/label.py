@@ -332,6 +332,7 @@ class LabelScreen(Screen[None]):
             self._key_at = None
             return  # not stored: the case stays on screen and the same key retries
         self.mine = written  # stored, even if reading the next case then fails
+        self._paint_status()
         self.undo_stack.append(_undo_entry(self.case.id, previous))
         if previous is None:
             self.done += 1
