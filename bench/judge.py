@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from measure import filler_text
+
 from evaltui.ingest.cases import import_cases
 from evaltui.judge import runner
 from evaltui.judge.prompt import BINARY_TEMPLATE, render
@@ -40,9 +42,6 @@ GOAL = 1.1
 _SEED = 20240601
 _ROOT = Path(__file__).resolve().parents[1]
 _LOOPBACK = _ROOT / "tests" / "loopback.py"
-_WORDS = ("the", "a", "refund", "order", "account", "shipping", "policy", "within", "days",
-          "customer", "support", "invoice", "number", "reply", "please", "thanks", "item",
-          "returned", "damaged", "label", "carrier", "warehouse", "balance", "credit")  # fmt: skip
 
 
 @dataclass
@@ -56,27 +55,15 @@ class Timings:
     """CPU seconds of this process (every thread, DuckDB's included) during each run."""
 
 
-def _text(rng: random.Random, low: int, high: int) -> str:
-    """Words joined into sentences until the text is `low` to `high` characters long."""
-    target = rng.randint(low, high)
-    parts: list[str] = []
-    length = 0
-    while length < target:
-        sentence = " ".join(rng.choices(_WORDS, k=rng.randint(5, 14)))
-        parts.append(sentence[0].upper() + sentence[1:] + rng.choice("...?!"))
-        length += len(parts[-1]) + 1
-    return " ".join(parts)[:high]
-
-
 def write_cases(path: Path, n: int) -> None:
     """N single-output cases (seeded); about 70% carry the loopback's `[expect:pass]` mark."""
     rng = random.Random(_SEED)
     with path.open("w", encoding="utf-8") as out:
         for i in range(n):
-            output = _text(rng, 300, 600)
+            output = filler_text(rng, 300, 600)
             if rng.random() < 0.7:
                 output += " [expect:pass]"
-            case = {"id": f"case-{i:05d}", "input": _text(rng, 200, 400), "output": output}
+            case = {"id": f"case-{i:05d}", "input": filler_text(rng, 200, 400), "output": output}
             out.write(json.dumps(case) + "\n")
 
 

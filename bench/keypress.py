@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from measure import Latencies, latencies
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -209,24 +210,6 @@ def build_project(work: Path, name: str, count: int, *, small: bool = False) -> 
 # Key press to the next case painted, inside the app ----------------------------
 
 
-@dataclass
-class Latencies:
-    """Milliseconds per key press, with their summary."""
-
-    count: int
-    p50: float
-    p95: float
-    max: float
-
-
-def latencies(values: list[float]) -> Latencies:
-    """Count, median, 95th percentile and maximum of `values` (milliseconds)."""
-    if len(values) < 2:
-        sys.exit(f"only {len(values)} key press(es) were measured")
-    p95 = statistics.quantiles(values, n=100, method="inclusive")[94]
-    return Latencies(len(values), statistics.median(values), p95, max(values))
-
-
 async def _settle(app: App[Any], ready: Callable[[], bool], timeout: float = 30) -> None:
     """Let the app run until `ready()` holds; exit on timeout."""
     deadline = time.monotonic() + timeout
@@ -342,11 +325,11 @@ def measure_keypress(db: Path, presses: int) -> KeyPress:
         baseline = asyncio.run(baseline_presses(store, shown))
     if stored != presses:
         sys.exit(f"evaltui stored {stored} labels for {presses} key presses")
-    ours, theirs = latencies(painted), latencies(baseline)
+    ours, theirs = latencies(painted, "key press"), latencies(baseline, "key press")
     _progress(
         f"key press: evaltui p95 {ours.p95:.1f} ms, Markdown baseline p95 {theirs.p95:.1f} ms"
     )
-    return KeyPress(presses, ours, latencies(handler), theirs, ours.p95 / theirs.p95)
+    return KeyPress(presses, ours, latencies(handler, "key press"), theirs, ours.p95 / theirs.p95)
 
 
 # Real launches under a pseudo-terminal -----------------------------------------

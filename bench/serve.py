@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from measure import Latencies, filler_text, latencies
+
 from evaltui.ingest.cases import import_cases
 from evaltui.models import Rubric, RubricKind
 from evaltui.store import Store
@@ -36,29 +38,8 @@ _ROOT = Path(__file__).resolve().parents[1]
 _SERVED = _ROOT / "tests" / "served.py"
 _RUBRIC = "bench"
 _RATER = "bench"
-_WORDS = ("the", "a", "refund", "order", "account", "shipping", "policy", "within", "days",
-          "customer", "support", "invoice", "number", "reply", "please", "thanks", "item",
-          "returned", "damaged", "label", "carrier", "warehouse", "balance", "credit")  # fmt: skip
 KEYPRESS_GOAL_MS = 16.0
 """The SPEC's key press goal (p95, key to next case painted), which includes one label write."""
-
-
-@dataclass
-class Latencies:
-    """Count, median, 95th percentile and maximum of some write times (milliseconds)."""
-
-    count: int
-    p50: float
-    p95: float
-    max: float
-
-
-def latencies(values: list[float]) -> Latencies:
-    """Count, median, 95th percentile and maximum of `values` (milliseconds)."""
-    if len(values) < 2:
-        sys.exit(f"only {len(values)} write(s) were measured")
-    p95 = statistics.quantiles(values, n=100, method="inclusive")[94]
-    return Latencies(len(values), statistics.median(values), p95, max(values))
 
 
 @dataclass
@@ -104,26 +85,14 @@ class Figures:
 # The project ------------------------------------------------------------------
 
 
-def _text(rng: random.Random, low: int, high: int) -> str:
-    """Words joined into sentences until the text is `low` to `high` characters long."""
-    target = rng.randint(low, high)
-    parts: list[str] = []
-    length = 0
-    while length < target:
-        sentence = " ".join(rng.choices(_WORDS, k=rng.randint(5, 14)))
-        parts.append(sentence[0].upper() + sentence[1:] + rng.choice("...?!"))
-        length += len(parts[-1]) + 1
-    return " ".join(parts)[:high]
-
-
 def build_project(work: Path, cases: int) -> Path:
     """A project file with `cases` single-output cases (seeded) and a binary rubric."""
     rng = random.Random(_SEED)
     data = work / "cases.jsonl"
     with data.open("w", encoding="utf-8") as out:
         for i in range(cases):
-            case = {"id": f"case-{i:05d}", "input": _text(rng, 200, 400),
-                    "output": _text(rng, 300, 600)}  # fmt: skip
+            case = {"id": f"case-{i:05d}", "input": filler_text(rng, 200, 400),
+                    "output": filler_text(rng, 300, 600)}  # fmt: skip
             out.write(json.dumps(case) + "\n")
     db = work / "base.duckdb"
     with Store.open(db) as store:
@@ -241,7 +210,9 @@ def run_clients(
         if process.returncode != 0:
             sys.exit(f"a client exited with {process.returncode}")
         result = json.loads(output.strip().splitlines()[-1])
-        clients.append(Client(result["rater"], result["connect_ms"], latencies(result["ms"])))
+        clients.append(
+            Client(result["rater"], result["connect_ms"], latencies(result["ms"], "write"))
+        )
         every += result["ms"]
     return clients, every, wall
 
@@ -297,7 +268,7 @@ def measure(args: argparse.Namespace, work: Path) -> Figures:
         )
 
     sides = {
-        name: Side(writer.connect_ms, first[name], latencies(times[name]))
+        name: Side(writer.connect_ms, first[name], latencies(times[name], "write"))
         for name, writer in (("file", file_side), ("server", server_side))
     }
     return Figures(
@@ -311,7 +282,7 @@ def measure(args: argparse.Namespace, work: Path) -> Figures:
         ratio_p50=sides["server"].writes.p50 / sides["file"].writes.p50,
         ratio_p95=sides["server"].writes.p95 / sides["file"].writes.p95,
         clients=clients,
-        clients_all=latencies(every) if every else None,
+        clients_all=latencies(every, "write") if every else None,
         clients_wall_s=wall,
         clients_labels_per_s=len(every) / wall if wall else 0.0,
         stored_file=stored_file,
