@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from evaltui.errors import InvalidInput, NotFound, SchemaError
+from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
 from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
 from evaltui.store.literals import literal
@@ -20,8 +20,7 @@ from evaltui.store.rows import (
     label_from_row,
     rubric_from_row,
 )
-from evaltui.store.schema import SCHEMA_VERSION
-from evaltui.store.server import AccessDenied, Address, ServerConnection, is_address, token_sha256
+from evaltui.store.server import Address, ServerConnection, is_address
 
 _LABEL_CHUNK = 2000
 
@@ -76,30 +75,8 @@ class Store:
     @classmethod
     def connect(cls, address: Address, token: str | None) -> Self:
         """Connect to a project served at `address`; the token names the rater."""
-        if not token:
-            raise InvalidInput(
-                f"connecting to {address} needs the token 'evaltui serve' printed for you "
-                "(--token TOKEN or EVALTUI_TOKEN)"
-            )
-        con = ServerConnection(address, token)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version != SCHEMA_VERSION:
-                newer = "the server's" if version > SCHEMA_VERSION else "this"
-                raise SchemaError(
-                    f"the project at {address} has schema {version} and this evaltui reads "
-                    f"{SCHEMA_VERSION}; upgrade {newer} evaltui so both match"
-                )
-            found = con.execute(
-                "SELECT rater FROM team_tokens WHERE token_sha256 = ?", [token_sha256(token)]
-            ).fetchone()
-            if found is None:
-                raise AccessDenied(f"the token is no longer valid at {address}; ask for a new one")
-        except BaseException:
-            con.close()
-            raise
-        return cls(con, str(address), server=con, rater=str(found[0]))
+        con, rater = ServerConnection.open(address, token)
+        return cls(con, str(address), server=con, rater=rater)
 
     def close(self) -> None:
         """Close the connection (for a file, a checkpoint folds the WAL into it)."""

@@ -29,8 +29,9 @@ from typing import Any
 
 import duckdb
 
-from evaltui.errors import EvaltuiError
+from evaltui.errors import EvaltuiError, InvalidInput, SchemaError
 from evaltui.store.literals import inline, literal
+from evaltui.store.schema import SCHEMA_VERSION
 
 DEFAULT_PORT = 9494
 """Quack's own default port."""
@@ -181,6 +182,34 @@ class ServerConnection:
             self._local.close()
             raise
         self._set_state("connected")
+
+    @classmethod
+    def open(cls, address: Address, token: str | None) -> tuple[ServerConnection, str]:
+        """Connect to a project served at `address`; return the connection and the token's rater."""
+        if not token:
+            raise InvalidInput(
+                f"connecting to {address} needs the token 'evaltui serve' printed for you "
+                "(--token TOKEN or EVALTUI_TOKEN)"
+            )
+        con = cls(address, token)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version != SCHEMA_VERSION:
+                newer = "the server's" if version > SCHEMA_VERSION else "this"
+                raise SchemaError(
+                    f"the project at {address} has schema {version} and this evaltui reads "
+                    f"{SCHEMA_VERSION}; upgrade {newer} evaltui so both match"
+                )
+            found = con.execute(
+                "SELECT rater FROM team_tokens WHERE token_sha256 = ?", [token_sha256(token)]
+            ).fetchone()
+            if found is None:
+                raise AccessDenied(f"the token is no longer valid at {address}; ask for a new one")
+        except BaseException:
+            con.close()
+            raise
+        return con, str(found[0])
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -390,12 +419,6 @@ class ServerCursor:
     def fetchall(self) -> list[tuple[Any, ...]]:
         """Every row not yet read."""
         rows, self._at = self._rows[self._at :], len(self._rows)
-        return rows
-
-    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
-        """Up to `size` more rows."""
-        rows = self._rows[self._at : self._at + size]
-        self._at += len(rows)
         return rows
 
     def close(self) -> None:

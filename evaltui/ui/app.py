@@ -17,7 +17,7 @@ from evaltui.errors import EvaltuiError
 from evaltui.labelling import CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
-from evaltui.ui.guard import noticing
+from evaltui.ui.guard import noticing, show_error
 from evaltui.ui.screens.home import HomeScreen
 from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
 from evaltui.ui.screens.label import Clock, LabelScreen
@@ -84,7 +84,7 @@ class EvaltuiApp(App[None]):
         try:
             return await super().run_action(action, default_namespace, namespaces)
         except EvaltuiError as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return True
 
     def push_screen(

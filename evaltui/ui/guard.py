@@ -11,6 +11,11 @@ from evaltui.errors import EvaltuiError
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
+def show_error(widget: Any, error: EvaltuiError) -> None:
+    """An error the user can act on, as a notice (plain text: it may quote their input)."""
+    widget.notify(str(error), severity="error", markup=False)
+
+
 def guarded(method: Method) -> Method:
     """A widget's handler whose EvaltuiError becomes a notice instead of ending the app.
 
@@ -23,7 +28,7 @@ def guarded(method: Method) -> Method:
         try:
             return method(self, *args, **kwargs)
         except EvaltuiError as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return None
 
     return wrapper  # type: ignore[return-value]
@@ -37,7 +42,7 @@ def noticing(app: Any, callback: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return callback(*args)
         except EvaltuiError as error:
-            app.notify(str(error), severity="error", markup=False)
+            show_error(app, error)
             return None
 
     return wrapper

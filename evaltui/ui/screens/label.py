@@ -332,14 +332,17 @@ class LabelScreen(Screen[None]):
             self._key_at = None
             return  # not stored: the case stays on screen and the same key retries
         self.mine = written  # stored, even if reading the next case then fails
-        self._paint_status()
         self.undo_stack.append(_undo_entry(self.case.id, previous))
         if previous is None:
             self.done += 1
         self.pace.count += 1
-        if self.case.id in self._deferred:
-            self._set_deferred(self.case.id, False)
-        self._move(self.cursor.next(), at_end="That was the last case")
+        try:
+            if self.case.id in self._deferred:
+                self._set_deferred(self.case.id, False)
+            self._move(self.cursor.next(), at_end="That was the last case")
+        except EvaltuiError:
+            self._paint_status()  # the case stays on screen: show it as labelled
+            raise
 
     def _move(self, position: Position | None, *, at_end: str) -> None:
         if position is None:
