@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from evaltui import __version__
-from evaltui.cli_store import db_option, open_store
+from evaltui.cli_store import db_option, open_store, project_target
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import CaseKind
 from evaltui.store import Store
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_session_create)
 
     p = sub.add_parser("serve", help="serve a project so several raters label it at once")
-    p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
+    p.add_argument("path", nargs="?", type=project_target, default=None, metavar="DB")
     db_option(p)
     p.add_argument("--host", help="address to listen on (default: localhost, this machine only)")
     p.add_argument("--port", type=int, default=9494, help="port to listen on (default 9494)")
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("init", help="create an empty project file")
-    p.add_argument("path", nargs="?", type=Path, default=None, metavar="DB")
+    p.add_argument("path", nargs="?", type=project_target, default=None, metavar="DB")
     db_option(p)
     p.set_defaults(handler=_init)
 

@@ -633,3 +633,12 @@ def test_serve_on_ipv6_loopback_serves_there_and_a_failure_keeps_the_tokens(
         with Store.open(again.address, token=token) as store:
             assert store.rater == "x"
         stop(again)
+
+
+def test_commands_that_make_or_serve_a_file_refuse_a_server_address(cli: CLI) -> None:
+    line = one_error_line(cli("init", "quack:localhost:9494"))
+    assert "is a served project" in line and "'init' makes a project file" in line
+    line = one_error_line(cli("--db", "quack:localhost:9494", "serve"))
+    assert "is a server already; serve a project file" in line
+    line = one_error_line(cli("--db", "quack:nowhere:", "agreement", "--rubric", "ok"))
+    assert "is not a server address" in line and "quack:HOST:PORT" in line
