@@ -1,25 +1,30 @@
 """Team mode: one process serves a project file over Quack; raters connect with a token each.
 
 Tokens are random, shown once, and kept only as their sha256 in the project,
-beside the rater they belong to. The Quack server checks each new connection
-with the `evaltui_token_ok` macro (schema 7), so the server's own default
-token is never accepted. A token lets its holder read and write the whole
-project: hand them only to the team.
+beside the rater they belong to. The serving process checks each new
+connection against them and each statement against the shapes evaltui's
+client sends (`evaltui.store.guard`); both checks live in an in-memory catalog
+of the serving process, never in the file, so no client can replace them.
+Once listening, the serving DuckDB reads no file but the project, loads no
+extension, and its settings are locked.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
 from evaltui.errors import EvaltuiError, InvalidInput
-from evaltui.store import Store
-from evaltui.store.db import now
+from evaltui.store import Store, guard
+from evaltui.store.db import Cursor, now
 from evaltui.store.literals import literal
 from evaltui.store.server import (
     DEFAULT_PORT,
@@ -30,6 +35,8 @@ from evaltui.store.server import (
 )
 
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+TOKEN_PREFIX = "evt_"
+"""Every token starts with it: recognisable in a leak, and never read as a command-line flag."""
 _RATER_NAME = re.compile(r"^[^\x00-\x1f\x7f\s]{1,64}$")
 
 
@@ -60,7 +67,7 @@ def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:
     tokens: dict[str, str] = {}
     for rater in dict.fromkeys(raters):
         _check_rater_name(rater)
-        tokens[rater] = secrets.token_urlsafe(24)
+        tokens[rater] = TOKEN_PREFIX + secrets.token_urlsafe(24)
     with store.transaction() as cur:
         for rater, token in tokens.items():
             cur.execute("DELETE FROM team_tokens WHERE rater = ?", [rater])
@@ -105,9 +112,10 @@ def start(
         )
     bind = (host or "localhost").strip().strip("[]")
     listen = f"quack:[{bind}]:{port}" if ":" in bind else f"quack:{bind}:{port}"
+    _check_port_free(bind, port)
     cur = store.cursor()
     load_extensions(cur)
-    cur.execute("SET GLOBAL quack_authentication_function = 'evaltui_token_ok'")
+    _guard(cur)
     others = "true" if bind not in LOOPBACK_HOSTS else "false"
     try:
         cur.execute(f"CALL quack_serve({literal(listen)}, allow_other_hostname := {others})")
@@ -123,6 +131,78 @@ def start(
         stop(store, served)
         raise
     return served
+
+
+def _guard(cur: Cursor) -> None:
+    """Make the serving DuckDB admit only what evaltui's client sends, and lock it that way."""
+    catalog = cur.execute("SELECT current_database()").fetchone()
+    assert catalog is not None
+    cur.execute(f"ATTACH ':memory:' AS {guard.CATALOG}")
+    functions = cur.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() "
+        "WHERE function_type IN ('table', 'table_macro', 'pragma')"
+    ).fetchall()
+    for statement in guard.macros(str(catalog[0]), [row[0] for row in functions]):
+        cur.execute(statement)
+    cur.execute(f"SET GLOBAL quack_authentication_function = {literal(guard.AUTHENTICATE)}")
+    cur.execute(f"SET GLOBAL quack_authorization_function = {literal(guard.AUTHORIZE)}")
+    cur.execute("SET python_enable_replacements = false")
+    cur.execute("SET enable_external_access = false")  # no file but the open project
+    cur.execute("SET lock_configuration = true")  # and no statement can change that
+
+
+def _check_port_free(bind: str, port: int) -> None:
+    """Refuse a port another process listens on (Quack would share it and split the team)."""
+    try:
+        addresses = {
+            str(info[4][0]) for info in socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)
+        }
+    except OSError:
+        return  # an unknown host: quack_serve says so
+    for address in sorted(addresses):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    continue
+                holder = port_holder(port)
+                raise EvaltuiError(
+                    f"port {port} is already in use{f' by {holder}' if holder else ''}; "
+                    "stop it, or serve on another port with --port"
+                ) from None
+
+
+def port_holder(port: int) -> str | None:
+    """The process listening on a TCP port of this machine, as 'PID N (command)'; None if unknown."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc") if inodes else []):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                continue
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        command = " ".join(w.decode(errors="replace") for w in words if w)
+        command = command if len(command) <= 80 else command[:77] + "..."
+        return f"PID {pid} ({command})"
+    return None
 
 
 def stop(store: Store, served: Served) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Adjudication, AdjudicationCause, FailureMode, Label
+from evaltui.store import guard
 from evaltui.store.db import now
 from evaltui.store.project import Store
 
@@ -35,21 +36,18 @@ def adjudicate(
         adjudicator=adjudicator,
         created_at=now(),
     )
-    store.cursor().execute(
-        "INSERT INTO adjudications "
-        "(seq, id, case_id, rubric, value, cause, rationale, adjudicator, created_at) "
-        "VALUES (nextval('label_seq'), ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            uuid.uuid4().hex,
-            case_id,
-            rubric,
-            value,
-            cause.value,
-            rationale,
-            adjudicator,
-            adjudication.created_at,
-        ],
-    )
+    store.check_own(adjudicator)
+    params = [
+        uuid.uuid4().hex,
+        case_id,
+        rubric,
+        value,
+        cause.value,
+        rationale,
+        adjudicator,
+        adjudication.created_at,
+    ]
+    store.cursor().execute(*store.own_statement(guard.ADJUDICATION_INSERT, params, "adjudicator"))
     return adjudication
 
 

@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
+from evaltui.store import guard
 from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
 from evaltui.store.literals import literal
 from evaltui.store.rows import (
@@ -96,6 +97,20 @@ class Store:
     def transaction(self) -> Any:
         """A cursor in a transaction, committed on success (`with store.transaction() as cur`)."""
         return transaction(self._con)
+
+    def check_own(self, rater: str) -> None:
+        """Refuse a write in another rater's name over a server: the token is the rater."""
+        if self.rater is not None and rater != self.rater:
+            raise InvalidInput(
+                f"this token belongs to {self.rater}; on a served project every label, deferral "
+                f"and adjudication is stored as {self.rater}, not {rater}"
+            )
+
+    def own_statement(self, template: str, params: list[Any], column: str) -> tuple[str, list[Any]]:
+        """A statement that appends rows naming a rater; over a server, checked there too."""
+        if self.server is None:
+            return template, params
+        return guard.own_statement(template, params, column, self.server.token)
 
     @property
     def location(self) -> str:
@@ -405,6 +420,19 @@ class Store:
         rows = list(labels)
         if not rows:
             return
+        for rater in {lb.rater for lb in rows}:
+            self.check_own(rater)
+        if self.server is not None:  # the server checks each row's rater against the token
+            with self.transaction() as cur:
+                for at in range(0, len(rows), _LABEL_CHUNK):
+                    cur.execute(
+                        *self.own_statement(
+                            guard.LABELS_INSERT,
+                            _label_columns(rows[at : at + _LABEL_CHUNK]),
+                            "rater",
+                        )
+                    )
+            return
         if len(rows) == 1:  # the labelling screen's case: one plain statement, its own commit
             lb = rows[0]
             self.cursor().execute(
@@ -499,10 +527,11 @@ class Store:
 
     def set_deferred(self, case_id: str, rubric: str, rater: str, deferred: bool) -> None:
         """Flag (or unflag) a case for the rater to come back to."""
+        self.check_own(rater)
         self.cursor().execute(
-            "INSERT INTO deferrals (seq, case_id, rubric, rater, deferred, created_at) "
-            "VALUES (nextval('label_seq'), ?, ?, ?, ?, ?)",
-            [case_id, rubric, rater, deferred, now()],
+            *self.own_statement(
+                guard.DEFERRAL_INSERT, [case_id, rubric, rater, deferred, now()], "rater"
+            )
         )
 
     def deferred(self, rubric: str, rater: str) -> list[str]:
@@ -537,8 +566,8 @@ def _rubric_text(rubric: Rubric) -> dict[str, Any]:
     return rubric.model_dump(exclude={"created_at", "status"})
 
 
-def _insert_label_chunk(cur: Cursor, rows: Sequence[Label]) -> None:
-    columns = [
+def _label_columns(rows: Sequence[Label]) -> list[list[Any]]:
+    return [
         [lb.id for lb in rows],
         [lb.case_id for lb in rows],
         [lb.rubric for lb in rows],
@@ -552,12 +581,7 @@ def _insert_label_chunk(cur: Cursor, rows: Sequence[Label]) -> None:
         [lb.created_at or now() for lb in rows],
         [lb.source for lb in rows],
     ]
-    cur.execute(
-        f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
-        "SELECT nextval('label_seq'), * FROM (SELECT unnest(?::VARCHAR[]), "
-        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
-        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-        "unnest(?::VARCHAR[][]), unnest(?::BOOLEAN[]), unnest(?::DOUBLE[]), "
-        "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]))",
-        columns,
-    )
+
+
+def _insert_label_chunk(cur: Cursor, rows: Sequence[Label]) -> None:
+    cur.execute(guard.LABELS_INSERT, _label_columns(rows))

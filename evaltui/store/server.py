@@ -211,6 +211,11 @@ class ServerConnection:
             raise
         return con, str(found[0])
 
+    @property
+    def token(self) -> str:
+        """The token this connection presented (a served project checks writes against it)."""
+        return self._token
+
     def _set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
