@@ -356,8 +356,8 @@ def _print_served(path: Path, served: Served) -> None:
             "in front of it, or serve on localhost and have raters use ssh -L."
         )
     if served.issued:
-        print("Each token is shown only this once and lets its holder read and write the")
-        print("whole project; hand it only to that rater.")
+        print("Each token is shown only this once. It lets its holder read the project and")
+        print("label in their own name; hand it only to that rater.")
         width = max(map(len, served.issued))
         for rater, token in served.issued.items():
             print(f"  {rater:<{width}}  {served.command(token)}")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from evaltui.errors import EvaltuiError, InvalidInput, NotFound
 from evaltui.models import AdjudicationCause, Label, Rubric, RubricKind, RubricStatus
-from evaltui.store import Store, coding
+from evaltui.store import Store, coding, guard
 from evaltui.store import project as store_project
 from evaltui.store.db import now
 from evaltui.store.literals import inline, literal
@@ -31,6 +31,8 @@ from evaltui.store.server import RETRY_FOR, ConnectionLost, ServerUnreachable, W
 from tests.served import Served, free_port
 
 RUBRIC = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
+RUBRIC_STATUS = guard.UPDATES[0]
+"""The update of a rubric's status, one of the few a served project admits."""
 CASES = ("c1", "c2", "c3")
 HOSTILE = (
     "it's \"fine\" x'); DROP TABLE labels; --\n/* ? */ ? [bold]red[/bold] \\' \\0 \0 end 😀 \u202e"
@@ -319,8 +321,14 @@ def shape(label: Label | None) -> tuple[Any, ...] | None:
     )
 
 
-def typical_round(store: Store) -> list[object]:
-    """What a labelling session does to a project; returns what it saw along the way."""
+def typical_round(
+    store: Store, bob: Store | None = None, carol: Store | None = None
+) -> list[object]:
+    """What a labelling session does to a project; returns what it saw along the way.
+
+    On a served project each rater writes with their own token (`bob`, `carol`).
+    """
+    bob, carol = bob or store, carol or store
     seen: list[object] = []
     assert store.save_rubric(RUBRIC) is True
     assert store.save_rubric(RUBRIC) is False
@@ -340,8 +348,8 @@ def typical_round(store: Store) -> list[object]:
     store.add_label("c1", rubric, "alice", "fail", note="second look", shown_swapped=True)
     store.add_label("c2", rubric, "alice", "pass", label_id="retried", seconds=0.0)
     store.add_label("c2", rubric, "alice", "pass", label_id="retried")  # a retry: ignored
-    store.add_label("c3", rubric, "bob", "fail", tags=["tone"])
-    store.add_label("c3", rubric, "bob", None)  # cleared
+    bob.add_label("c3", rubric, "bob", "fail", tags=["tone"])
+    bob.add_label("c3", rubric, "bob", None)  # cleared
     with pytest.raises(InvalidInput, match="'maybe' is not a label"):
         store.add_label("c1", rubric, "alice", "maybe")
     with pytest.raises(NotFound, match="no case with id 'nope'"):
@@ -377,7 +385,7 @@ def typical_round(store: Store) -> list[object]:
     seen.append([(r.mode.name, r.count, r.examples) for r in coding.ranking(store, "ok")])
     assert [(r.mode.name, r.count) for r in coding.ranking(store, "ok")] == [("tone of voice", 1)]
 
-    coding.adjudicate(store, "c1", "ok", "pass", AdjudicationCause.rubric_gap, HOSTILE, "carol")
+    coding.adjudicate(carol, "c1", "ok", "pass", AdjudicationCause.rubric_gap, HOSTILE, "carol")
     gold = coding.adjudications(store, "ok")
     assert gold["c1"].rationale == HOSTILE
     seen.append({c: (a.value, a.cause, a.rationale, a.adjudicator) for c, a in gold.items()})
@@ -394,14 +402,17 @@ def test_a_served_project_behaves_like_the_file(project: Path, tmp_path: Path) -
     twin = tmp_path / "twin.duckdb"
     shutil.copyfile(project, twin)
     with Store.open(twin) as store:
+        store.ensure_rater("carol")  # serve made each token holder a rater
         on_file = typical_round(store)
 
-    with Served(project, raters=["alice"]) as served:
+    with Served(project, raters=["alice", "bob", "carol"]) as served:
         store = Store.open(served.address, token=served.tokens["alice"])
-        with store:
+        bob = Store.open(served.address, token=served.tokens["bob"])
+        carol = Store.open(served.address, token=served.tokens["carol"])
+        with store, bob, carol:
             assert store.connection_state == "connected"
             assert store.location == f"server {served.address} as alice"
-            on_server = typical_round(store)
+            on_server = typical_round(store, bob, carol)
             assert store.connection_state == "connected"
     assert on_server == on_file
 
@@ -548,7 +559,7 @@ def test_a_write_that_conflicts_with_another_raters_transaction_waits_for_it(
                 outcome.append(error)
 
         with alice.transaction() as cur:
-            cur.execute("UPDATE rubrics SET status = 'approved' WHERE name = 'ok'")
+            cur.execute(RUBRIC_STATUS, ["approved", "ok", 1])
             other = threading.Thread(target=bob_retires)
             other.start()
             time.sleep(0.5)  # bob's UPDATE meets alice's open one on the same row
@@ -871,7 +882,7 @@ def test_a_reply_lost_inside_a_transaction_is_a_connection_lost_and_stores_nothi
     relay.lose_reply_to(b"INSERT INTO raters")
     with pytest.raises(ConnectionLost), store.transaction() as cur:
         cur.execute("INSERT INTO raters VALUES ('zed', 'human', ?)", [now()])
-        cur.execute("UPDATE rubrics SET status = 'retired' WHERE name = 'ok'")
+        cur.execute(RUBRIC_STATUS, ["retired", "ok", 1])
     assert "zed" not in [r.name for r in store.raters()]
     assert store.get_rubric("ok").status is RubricStatus.draft
     with store.transaction() as cur:  # no transaction left half open on this side
@@ -978,7 +989,7 @@ def test_a_write_conflict_that_outlasts_retry_for_is_a_readable_error(server: Se
         assert bob.server is not None
         bob.server.retry_for = 0.5
         with alice.transaction() as cur:
-            cur.execute("UPDATE rubrics SET status = 'approved' WHERE name = 'ok'")
+            cur.execute(RUBRIC_STATUS, ["approved", "ok", 1])
             began = time.monotonic()
             with pytest.raises(WriteConflict) as caught:  # alice's transaction stays open
                 bob.set_rubric_status("ok", 1, RubricStatus.retired)
@@ -1026,11 +1037,11 @@ def test_5000_labels_go_to_the_server_in_chunks_of_2000_and_all_or_nothing(
     fail_third = [True]
     real_chunk = store_project._insert_label_chunk
 
-    def chunk(cur: Any, rows: Any) -> None:
+    def chunk(cur: Any, rows: Any, token: Any) -> None:
         chunks.append(len(rows))
         if fail_third[0] and len(chunks) == 3:
             raise RuntimeError("the third chunk failed")
-        real_chunk(cur, rows)
+        real_chunk(cur, rows, token)
 
     monkeypatch.setattr(store_project, "_insert_label_chunk", chunk)
     with pytest.raises(RuntimeError, match="third chunk"):

@@ -142,10 +142,41 @@ _TABLE_FUNCTIONS = frozenset(
 )
 
 _REFUSED_WORDS = (
-    "INSERT UPDATE DELETE CREATE DROP ALTER COPY ATTACH DETACH PRAGMA SET RESET CALL INSTALL "
-    "LOAD EXPORT IMPORT CHECKPOINT VACUUM TRUNCATE MERGE USE GRANT REVOKE PREPARE EXECUTE "
-    "DEALLOCATE SUMMARIZE DESCRIBE SHOW EXPLAIN CONFLICT TEAM_TOKENS"
-).split() + [CATALOG.upper()]
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "COPY",
+    "ATTACH",
+    "DETACH",
+    "PRAGMA",
+    "SET",
+    "RESET",
+    "CALL",
+    "INSTALL",
+    "LOAD",
+    "EXPORT",
+    "IMPORT",
+    "CHECKPOINT",
+    "VACUUM",
+    "TRUNCATE",
+    "MERGE",
+    "USE",
+    "GRANT",
+    "REVOKE",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "SUMMARIZE",
+    "DESCRIBE",
+    "SHOW",
+    "EXPLAIN",
+    "CONFLICT",
+    "TEAM_TOKENS",
+    CATALOG.upper(),
+)
 
 # Scalar functions that reach outside a statement's own rows.
 _REFUSED_SCALARS = r"QUACK_[A-Z0-9_]*|WRITE_LOG|GETENV|SETSEED"

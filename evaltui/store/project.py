@@ -422,18 +422,8 @@ class Store:
             return
         for rater in {lb.rater for lb in rows}:
             self.check_own(rater)
-        if self.server is not None:  # the server checks each row's rater against the token
-            with self.transaction() as cur:
-                for at in range(0, len(rows), _LABEL_CHUNK):
-                    cur.execute(
-                        *self.own_statement(
-                            guard.LABELS_INSERT,
-                            _label_columns(rows[at : at + _LABEL_CHUNK]),
-                            "rater",
-                        )
-                    )
-            return
-        if len(rows) == 1:  # the labelling screen's case: one plain statement, its own commit
+        token = self.server.token if self.server is not None else None
+        if len(rows) == 1 and token is None:  # the labelling screen's case: its own commit
             lb = rows[0]
             self.cursor().execute(
                 f"INSERT OR IGNORE INTO labels (seq, {LABEL_COLUMNS}) "
@@ -442,11 +432,14 @@ class Store:
                  list(lb.tags), lb.shown_swapped, lb.seconds, lb.created_at or now(), lb.source],
             )  # fmt: skip
             return
+        if len(rows) == 1:  # over a server the one statement checks the rater there
+            _insert_label_chunk(self.cursor(), rows, token)
+            return
         # One statement per chunk: each column goes in as a list, unnested in step.
         # Chunks keep a served project's statements (values written inline) small.
         with self.transaction() as cur:
             for at in range(0, len(rows), _LABEL_CHUNK):
-                _insert_label_chunk(cur, rows[at : at + _LABEL_CHUNK])
+                _insert_label_chunk(cur, rows[at : at + _LABEL_CHUNK], token)
 
     def current_labels(self, rubric: str, rater: str | None = None) -> list[Label]:
         """Each rater's current label per case under a rubric (all versions)."""
@@ -583,5 +576,9 @@ def _label_columns(rows: Sequence[Label]) -> list[list[Any]]:
     ]
 
 
-def _insert_label_chunk(cur: Cursor, rows: Sequence[Label]) -> None:
-    cur.execute(guard.LABELS_INSERT, _label_columns(rows))
+def _insert_label_chunk(cur: Cursor, rows: Sequence[Label], token: str | None) -> None:
+    """Labels as one statement; with a server token, the server checks each row's rater."""
+    if token is None:
+        cur.execute(guard.LABELS_INSERT, _label_columns(rows))
+    else:
+        cur.execute(*guard.own_statement(guard.LABELS_INSERT, _label_columns(rows), "rater", token))
