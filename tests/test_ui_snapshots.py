@@ -1,4 +1,4 @@
-"""What the screens look like: SVG snapshots of home, binary and pairwise labelling, and help.
+"""What the screens look like: SVG snapshots of home, labelling (and its raw view), help, judge.
 
 The data is fixed (the bundled sample data), the clock is frozen (time on
 case and pace never change), the rater and A/B seed are fixed, and the
@@ -110,6 +110,10 @@ def test_binary_after_two_passes(snap_compare: Snap, project: Store) -> None:
 
 def test_pairwise_word_diff(snap_compare: Snap, project: Store) -> None:
     assert snap_compare(make_app(project, PAIRWISE), press=["w"], terminal_size=LARGE)
+
+
+def test_binary_raw_view(snap_compare: Snap, project: Store) -> None:
+    assert snap_compare(make_app(project, BINARY), press=["v"], terminal_size=SMALL)
 
 
 def test_help(snap_compare: Snap, project: Store) -> None:

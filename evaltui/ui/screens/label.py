@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 from uuid import uuid4
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -55,6 +55,8 @@ SHARED_BINDINGS: list[BindingType] = [
             tooltip="Filter by split=, tag= or any metadata field"),
     Binding("e", "expand", "Expand", id="view.expand", show=False,
             tooltip="Unfold long turns and tool calls"),
+    Binding("v", "toggle_raw", "Raw", id="view.raw", show=False,
+            tooltip="Show the exact characters: no markdown, no folding, invisible ones marked"),
     Binding("r", "toggle_rubric", "Rubric", id="view.rubric", show=False,
             tooltip="Show or hide the rubric"),
     Binding("question_mark", "help", "Keys", id="app.help", tooltip="Every key"),
@@ -108,6 +110,9 @@ class LabelScreen(Screen[None]):
         self.note = ""
         self.tags: tuple[str, ...] = ()
         self.expanded = False
+        self.raw = False
+        """Whether the case is shown as its exact characters (the raw view)."""
+        self._raw_key: str | None = None
         self.undo_stack: list[UndoEntry] = []
         self.done = 0
         self.pace = Pace(started=clock())
@@ -164,6 +169,7 @@ class LabelScreen(Screen[None]):
         self.note = self.mine.note if self.mine else ""
         self.tags = self.mine.tags if self.mine else ()
         self.expanded = False
+        self.raw = False
         self.shown_at = self.clock()
         self._paint_case()
         self._paint_status()
@@ -176,8 +182,31 @@ class LabelScreen(Screen[None]):
         self.paint_latencies.append((time.perf_counter() - started) * 1000)
 
     def _paint_case(self) -> None:
-        if self.case is not None:
-            self.query_one("#case", Static).update(self.render_case(self.case))
+        case = self.case
+        if case is None:
+            return
+        texts = render.case_texts(
+            case, swapped=self.swapped, hidden=set() if self.mine else self._hidden_keys
+        )
+        if self._raw_key is None:  # looked up once: a focused note box hides the screen's keys
+            self._raw_key = self._key_of("view.raw")
+        key = self._raw_key
+        shown: RenderableType
+        if self.raw:
+            shown = render.raw_case(texts, key=key or "the raw view key")
+        else:
+            shown = self.render_case(case)
+            note = render.invisible_note(texts, key=key)
+            if note is not None:
+                shown = Group(note, shown)
+        self.query_one("#case", Static).update(shown)
+
+    def _key_of(self, binding_id: str) -> str | None:
+        """The key bound to `binding_id` (after the keymap), as the footer shows it."""
+        for active in self.active_bindings.values():
+            if active.binding.id == binding_id:
+                return self.app.get_key_display(active.binding)
+        return None
 
     def render_case(self, case: Case) -> RenderableType:
         """The case's input and the output(s) under judgement."""
@@ -523,6 +552,11 @@ class LabelScreen(Screen[None]):
     def action_expand(self) -> None:
         self.expanded = not self.expanded
         self._paint_case()
+
+    def action_toggle_raw(self) -> None:
+        self.raw = not self.raw
+        self._paint_case()
+        self.query_one("#case-scroll", VerticalScroll).scroll_home(animate=False)
 
     def action_toggle_rubric(self) -> None:
         panel = self.query_one("#rubric-scroll", VerticalScroll)
