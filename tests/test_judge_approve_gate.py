@@ -477,11 +477,16 @@ def test_gate_run_asks_for_missing_verdicts_once_and_the_key_goes_nowhere(
     assert "has never run" in err and "--run" in err
     assert server.calls == len(GOLD) - 1
 
-    first = run("gate", file, "--db", ci, "--run")
+    # Only the file names the loopback endpoint in CI's project: the key is not sent to it.
+    refused = one_line_error(run("gate", file, "--db", ci, "--run"))
+    assert f"--api-base {server.api_base}" in refused
+    assert server.calls == len(GOLD) - 1
+    allow = ("--api-base", server.api_base)
+    first = run("gate", file, "--db", ci, "--run", *allow)
     assert first.code == 0, (first.out, first.err)
     assert server.calls == 2 * (len(GOLD) - 1)
     assert first.out.splitlines()[-1] == f"gate: tone passes ({len(TEST)} test cases)"
-    second = run("gate", file, "--db", ci, "--run")
+    second = run("gate", file, "--db", ci, "--run", *allow)
     assert (second.code, second.out) == (0, first.out)
     assert server.calls == 2 * (len(GOLD) - 1)  # the project file is the cache
     with Store.open(ci) as store:
@@ -491,7 +496,7 @@ def test_gate_run_asks_for_missing_verdicts_once_and_the_key_goes_nowhere(
     imported = tmp_path / "imported" / "evals.duckdb"
     imported.parent.mkdir()
     make_project(imported)
-    assert run("rubric", "import", file, "--db", imported).code == 0
+    assert run("rubric", "import", file, "--db", imported, *allow).code == 0
     unrun = run("gate", file, "--db", imported)
     assert unrun.code == 1
     assert "FAIL no verdicts on the labelled test cases: nothing to gate on" in unrun.out
