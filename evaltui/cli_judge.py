@@ -388,11 +388,13 @@ def _gate(args: argparse.Namespace) -> int:
         few_shot_examples,
         gate_checks,
         gate_notes,
+        judge_warnings,
         labelled_calls,
+        threshold_warnings,
     )
     from evaltui.judge.calibration import calibration_report
     from evaltui.rubric_toml import ThresholdsSection
-    from evaltui.store.verdicts import answered
+    from evaltui.store.verdicts import answered, approved_judge_version
 
     parsed = rubric_toml.load(args.file)
     judge = parsed.to_judge()
@@ -421,6 +423,11 @@ def _gate(args: argparse.Namespace) -> int:
             store, rubric, judge, gold_rater=args.gold, split=APPROVAL_SPLIT,
             seed=seed or 0, purpose="gate",
         )  # fmt: skip
+        approved = approved_judge_version(store, rubric.name)
+    for warning in threshold_warnings(thresholds) + judge_warnings(
+        judge, parsed.calibration, approved
+    ):
+        print(f"warn {warning}")
     for note in gate_notes(report, parsed.calibration):
         print(f"note {note}")
     checks = gate_checks(report, thresholds)

@@ -64,6 +64,8 @@ class JudgeSection(_Section):
 class CalibrationSection(_Section):
     """`[calibration]`: the measured agreement behind an approval."""
 
+    judge_version: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    """The version of the judge these figures were read for."""
     n: int | None = None
     human_raters: list[str] = Field(default_factory=list)
     human_kappa: float | None = None

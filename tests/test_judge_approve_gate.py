@@ -21,6 +21,7 @@ from evaltui import rubric_toml
 from evaltui.ingest import import_cases
 from evaltui.judge.prompt import BINARY_TEMPLATE
 from evaltui.models import Judge, Rubric, RubricKind, Verdict
+from evaltui.rubric_toml import RubricFile
 from evaltui.store import Store
 from evaltui.store.db import now
 from evaltui.store.verdicts import add_verdicts, split_of, verdicts
@@ -728,7 +729,7 @@ def test_judge_run_on_unlabelled_cases_gives_the_corrected_pass_rate(
     assert "corrected pass rate on 20 unlabelled case(s): 75.0%" in text
 
 
-def test_approve_over_a_served_project_names_the_tokens_rater(
+def test_approve_over_a_served_project_names_the_tokens_rater_and_the_gate_reads_it(
     cli: Cli, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("EVALTUI_TOKEN", raising=False)
@@ -737,6 +738,9 @@ def test_approve_over_a_served_project_names_the_tokens_rater(
     config = tmp_path / "config.toml"
     config.write_text('rater = "carol"\n', encoding="utf-8")  # someone else on this machine
     served_out, by_out = tmp_path / "served.toml", tmp_path / "by.toml"
+    with Store.open(db) as store:  # verdicts of a judge the project does not hold (gate's cache)
+        add_verdicts(store, [Verdict(judge_version=WORSE.version, case_id=c, value=v)
+                             for c, v in agreeing().items()])  # fmt: skip
     with Served(db, raters=["dana"]) as server:
         remote = ["--config", config, "--db", server.address, "--token", server.tokens["dana"]]
         result = cli(*remote, "judge", "approve", "--rubric", "tone", "--out", served_out)
@@ -745,6 +749,19 @@ def test_approve_over_a_served_project_names_the_tokens_rater(
             *remote, "judge", "approve", "--rubric", "tone", "--out", by_out, "--by", "erin"
         )
         assert result.code == 0, result.err
+        # The gate reads which judge the project approved through the server too.
+        approved = rubric_toml.load(served_out)
+        swapped = tmp_path / "swapped.toml"
+        rubric_toml.dump(
+            approved.model_copy(update={"judge": RubricFile.from_models(RUBRIC, WORSE).judge}),
+            swapped,
+        )
+        same, other = cli(*remote, "gate", served_out), cli(*remote, "gate", swapped)
+    assert same.code == 0 and "warn" not in same.out, (same.out, same.err)
+    assert (
+        f"warn the [judge] {WORSE.version[:19]} is not the judge approved in this project "
+        f"({JUDGE.version[:19]})"
+    ) in other.out.splitlines()
     served = rubric_toml.load(served_out).calibration
     assert served is not None and served.approved_by == "dana"  # the token's rater
     by = rubric_toml.load(by_out).calibration

@@ -1,9 +1,10 @@
-"""A rubric TOML cannot choose where the API key goes, or change the project's judges.
+"""A rubric TOML cannot redirect the API key, change the project's judges or loosen the gate unseen.
 
 A TOML file usually comes from a repository, where a pull request can edit
 it. Its `[judge]` endpoint is sent the key only once the user chose that
 endpoint; its params never carry endpoints, headers or credentials; `gate`
-never stores its judge.
+never stores its judge; thresholds below their floors and a judge that is
+not the approved one are named in the gate's output.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from evaltui import rubric_toml
+from evaltui.judge.approval import THRESHOLD_FLOORS
 from evaltui.judge.trust import forbidden_param
 from evaltui.models import Judge, RubricStatus
 from evaltui.rubric_toml import RubricFile, ThresholdsSection
 from evaltui.store import Store
-from evaltui.store.verdicts import answered
+from evaltui.store.verdicts import answered, approved_judge_version
 from tests.loopback import LoopbackServer
 from tests.test_judge_approve_gate import (  # noqa: F401  (_templates: the project copies)
     DEV,
@@ -275,3 +277,96 @@ def test_gate_run_of_another_judge_leaves_the_users_judge_to_approve(
     approved = approve(cli, db, out)
     assert approved.judge is not None and approved.judge.version == ours[0] != theirs.version
     assert approved.calibration is not None and approved.calibration.judge_kappa == 1.0
+    assert approved.calibration.judge_version == ours[0]
+
+
+# 17. thresholds and which judge ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("judge_kappa", -1.0), ("human_kappa_lower", 0.1), ("tpr", 0.0), ("tnr", 0.3)],
+)
+def test_a_threshold_below_its_floor_is_a_warning_and_still_holds(
+    cli: Cli, db: Path, tmp_path: Path, name: str, value: float
+) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, {c: "pass" for c in agreeing()})  # says pass every time: κ 0
+    out = tmp_path / "tone.toml"
+    file = approve(cli, db, out)
+    assert file.calibration is not None and file.calibration.judge_kappa == 0.0
+    loose = ThresholdsSection(**{name: value})
+    rubric_toml.dump(file.model_copy(update={"thresholds": loose}), out)
+    result = cli("gate", out, "--db", db)
+    floor = THRESHOLD_FLOORS[name]
+    warnings = [line for line in result.out.splitlines() if line.startswith("warn")]
+    assert warnings == [
+        f"warn thresholds.{name} = {value} is below the floor {floor}; "
+        "the gate holds the file's value"
+    ]
+    if name == "judge_kappa":  # the file's -1 lets the κ 0 judge through, and the gate says so
+        assert result.code == 0 and "ok   judge κ 0.000" in result.out
+
+
+def test_sane_thresholds_give_no_warning(cli: Cli, db: Path, tmp_path: Path) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing())
+    out = tmp_path / "tone.toml"
+    approve(cli, db, out)
+    result = cli("gate", out, "--db", db)
+    assert result.code == 0 and "warn" not in result.out and "note" not in result.out
+
+
+def test_a_judge_that_is_not_the_approved_one_is_named(cli: Cli, db: Path, tmp_path: Path) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing())
+    give_verdicts(db, WORSE, agreeing(DEV[:4]))
+    out = tmp_path / "tone.toml"
+    result = cli("judge", "approve", "--rubric", "tone", "--db", db, "--judge", "default", "--out", out)  # fmt: skip
+    assert result.code == 0, result.err
+    approved = rubric_toml.load(out)
+    assert approved.calibration is not None
+    assert approved.calibration.judge_version == JUDGE.version
+    with Store.open(db) as store:
+        assert approved_judge_version(store, "tone") == JUDGE.version
+
+    worse = RubricFile.from_models(RUBRIC, WORSE).judge
+    swapped = tmp_path / "swapped.toml"  # the [judge] replaced, the [calibration] kept
+    rubric_toml.dump(approved.model_copy(update={"judge": worse}), swapped)
+    lines = cli("gate", swapped, "--db", db).out.splitlines()
+    short, approved_short = WORSE.version[:19], JUDGE.version[:19]
+    assert (
+        f"warn the [judge] {short} is not the judge the [calibration] was approved for "
+        f"({approved_short})"
+    ) in lines
+    assert f"warn the [judge] {short} is not the judge approved in this project ({approved_short})" in lines  # fmt: skip
+
+    # A file that also rewrites its [calibration] to match still differs from the project.
+    calibration = approved.calibration.model_copy(update={"judge_version": WORSE.version})
+    rubric_toml.dump(approved.model_copy(update={"judge": worse, "calibration": calibration}), swapped)  # fmt: skip
+    lines = cli("gate", swapped, "--db", db).out.splitlines()
+    assert [line for line in lines if line.startswith("warn")] == [
+        f"warn the [judge] {short} is not the judge approved in this project ({approved_short})"
+    ]
+
+    # A [calibration] that does not say which judge it was read for is noted as such.
+    unnamed = approved.calibration.model_copy(update={"judge_version": None})
+    rubric_toml.dump(approved.model_copy(update={"calibration": unnamed}), swapped)
+    result = cli("gate", swapped, "--db", db)
+    assert result.code == 0 and "warn" not in result.out
+    assert "note the [calibration] does not name the judge it was read for (approve again)" in result.out.splitlines()  # fmt: skip
+
+    bare = toml_for(JUDGE, tmp_path / "bare.toml")  # `rubric export` writes no [calibration]
+    lines = cli("gate", bare, "--db", db).out.splitlines()
+    assert f"warn the [judge] {approved_short} has no [calibration]: nothing says it was approved" in lines  # fmt: skip
+
+
+def test_a_refused_approval_is_not_the_projects_approved_judge(
+    cli: Cli, db: Path, tmp_path: Path
+) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, {c: GOLD[c] for c in DEV})  # no test-split verdicts
+    err = one_line_error(cli("judge", "approve", "--rubric", "tone", "--db", db, "--out", tmp_path / "x.toml"))  # fmt: skip
+    assert "no verdicts on the test split" in err
+    with Store.open(db) as store:
+        assert approved_judge_version(store, "tone") is None
