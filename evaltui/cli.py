@@ -165,12 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rubric", metavar="NAME")
     p.set_defaults(handler=_export_labels)
 
+    from evaltui.cli_judge import api_base_option
+
     rubric = sub.add_parser("rubric", help="rubric TOML files").add_subparsers(
         dest="rubric_command", metavar="COMMAND", required=True, parser_class=_Parser
     )
     p = rubric.add_parser("import", help="add a rubric (and its judge) from TOML")
     p.add_argument("file", type=Path, metavar="FILE.toml")
     db_option(p)
+    api_base_option(p)
     p.set_defaults(handler=_rubric_import)
     p = rubric.add_parser("export", help="write a rubric (and its judge) as TOML")
     p.add_argument("name", metavar="NAME")
@@ -425,11 +428,14 @@ def _export_labels(args: argparse.Namespace) -> int:
 
 def _rubric_import(args: argparse.Namespace) -> int:
     from evaltui import rubric_toml
+    from evaltui.cli_judge import check_file_judge
 
     parsed = rubric_toml.load(args.file)
     rubric = parsed.to_rubric()
     judge = parsed.to_judge()
     with open_store(args) as store:
+        if judge is not None:
+            check_file_judge(args, store, judge)
         added = store.save_rubric(rubric)
         if judge is not None:
             store.save_judge(judge)

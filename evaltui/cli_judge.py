@@ -11,6 +11,7 @@ from typing import Any
 
 from evaltui.cli_store import open_store
 from evaltui.errors import InvalidInput
+from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric
 from evaltui.store import Store
 
@@ -153,7 +154,19 @@ def add_commands(sub: Any, db_option: Any, parser_class: type[argparse.ArgumentP
     )
     p.add_argument("--concurrency", type=int, default=8, metavar="N")
     p.add_argument("--gold", metavar="RATER")
+    api_base_option(p)
     p.set_defaults(handler=_gate)
+
+
+def api_base_option(p: argparse.ArgumentParser) -> None:
+    """`--api-base URL` on a command that reads a judge from a rubric TOML."""
+    p.add_argument(
+        "--api-base",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an endpoint the file's [judge] may send the API key to (repeatable)",
+    )
 
 
 def _judge(store: Store, rubric: Rubric, name: str | None) -> Judge:
@@ -187,12 +200,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             params[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             params[key.strip()] = value
-    for name in params:
-        if any(word in name.lower() for word in ("key", "token", "secret", "password")):
-            raise InvalidInput(
-                f"--param {name}: API keys and tokens are read from the environment only "
-                "(e.g. OPENAI_API_KEY), never stored"
-            )
+    check_params(params, "--param ")
     return params
 
 
@@ -358,6 +366,20 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_file_judge(args: argparse.Namespace, store: Store, judge: Judge) -> None:
+    """Refuse a judge read from `args.file` whose endpoint the user has not chosen."""
+    from evaltui import config
+    from evaltui.judge.trust import check_endpoints, chosen_endpoints
+
+    rubrics = sorted({r.name for r in store.rubrics()})
+    chosen = chosen_endpoints(
+        given=args.api_base,
+        configured=config.load(args.config).api_bases,
+        stored=[j for name in rubrics for j in store.judges(name)],
+    )
+    check_endpoints(judge, chosen, str(args.file))
+
+
 def _gate(args: argparse.Namespace) -> int:
     from evaltui import rubric_toml
     from evaltui.judge import runner
@@ -366,10 +388,13 @@ def _gate(args: argparse.Namespace) -> int:
         few_shot_examples,
         gate_checks,
         gate_notes,
+        judge_warnings,
         labelled_calls,
+        threshold_warnings,
     )
     from evaltui.judge.calibration import calibration_report
     from evaltui.rubric_toml import ThresholdsSection
+    from evaltui.store.verdicts import answered, approved_judge_version
 
     parsed = rubric_toml.load(args.file)
     judge = parsed.to_judge()
@@ -377,16 +402,19 @@ def _gate(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{args.file}: no [judge] section: nothing to gate")
     thresholds = parsed.thresholds or ThresholdsSection()
     seed = parsed.calibration.split_seed if parsed.calibration else None
+    # The gate reads the project and may cache the file's verdicts in it, but it never
+    # stores the file's judge: that would make it the rubric's newest, the one approved next.
     with open_store(args, create=False) as store:
         rubric = store.get_rubric(parsed.rubric.name)
         stored = [j for j in store.judges(rubric.name) if j.version == judge.version]
         judge = stored[0] if stored else judge
         if args.run:
+            check_file_judge(args, store, judge)
             examples = few_shot_examples(store, rubric, judge, gold_rater=args.gold, seed=seed or 0)
             calls, _ = labelled_calls(store, rubric, judge, gold_rater=args.gold)
             options = runner.RunOptions(concurrency=args.concurrency)
             asyncio.run(runner.run(store, judge, rubric, calls, options=options, examples=examples))
-        elif not stored:
+        elif not stored and not answered(store, judge.version):
             raise InvalidInput(
                 f"{args.file}: judge {judge.version[:19]} has never run on {args.db}; "
                 "use --run to run it, or import the file with `evaltui rubric import`"
@@ -395,6 +423,11 @@ def _gate(args: argparse.Namespace) -> int:
             store, rubric, judge, gold_rater=args.gold, split=APPROVAL_SPLIT,
             seed=seed or 0, purpose="gate",
         )  # fmt: skip
+        approved = approved_judge_version(store, rubric.name)
+    for warning in threshold_warnings(thresholds) + judge_warnings(
+        judge, parsed.calibration, approved
+    ):
+        print(f"warn {warning}")
     for note in gate_notes(report, parsed.calibration):
         print(f"note {note}")
     checks = gate_checks(report, thresholds)

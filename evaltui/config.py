@@ -3,6 +3,7 @@
 ```toml
 rater = "alice"          # default rater name (else $USER)
 seed = 7                 # seed of the A/B order shown to each rater
+api_bases = ["http://localhost:8000/v1"]  # endpoints a rubric TOML may send the API key to
 
 [keymap]                 # binding id = key(s); see `?` in the app for the ids
 "label.pass" = "y"
@@ -45,6 +46,8 @@ class Config(BaseModel):
     """Who is labelling, unless `--rater` says otherwise."""
     seed: int = 0
     """Seed for the per-rater, per-case A/B order of pairwise cases."""
+    api_bases: list[str] = Field(default_factory=list)
+    """Endpoints (`api_base` URLs) trusted with the API key when a rubric TOML names them."""
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id -> key(s), e.g. `"label.pass" = "y"`; applied with `App.set_keymap`."""
 

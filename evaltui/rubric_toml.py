@@ -15,6 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaltui.errors import InvalidInput
+from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
 
 
@@ -44,7 +45,12 @@ class RubricSection(_Section):
 
 
 class JudgeSection(_Section):
-    """`[judge]`: the approved judge for the rubric."""
+    """`[judge]`: the approved judge for the rubric.
+
+    `api_base` is not sent the API key until the user chooses that endpoint
+    (see `evaltui.judge.trust`); `params` never hold an endpoint, headers or a
+    credential.
+    """
 
     model: str = Field(min_length=1)
     api_base: str = ""
@@ -58,6 +64,8 @@ class JudgeSection(_Section):
 class CalibrationSection(_Section):
     """`[calibration]`: the measured agreement behind an approval."""
 
+    judge_version: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    """The version of the judge these figures were read for."""
     n: int | None = None
     human_raters: list[str] = Field(default_factory=list)
     human_kappa: float | None = None
@@ -137,6 +145,7 @@ class RubricFile(_Section):
         )
         judge_section = None
         if judge is not None:
+            check_params(judge.params, f"judge {judge.name!r} of {rubric.name!r}: params.")
             judge_section = JudgeSection(
                 model=judge.model,
                 api_base=judge.api_base,
@@ -158,6 +167,8 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
         parsed = RubricFile.model_validate(data)
     except ValidationError as e:
         raise InvalidInput(f"{source}: {_describe(e)}") from None
+    if parsed.judge is not None:
+        check_params(parsed.judge.params, f"{source}: judge.params.")
     judge = parsed.to_judge()
     stated = parsed.judge.version if parsed.judge is not None else None
     if stated and judge is not None and stated != judge.version:

@@ -21,6 +21,7 @@ from evaltui import rubric_toml
 from evaltui.ingest import import_cases
 from evaltui.judge.prompt import BINARY_TEMPLATE
 from evaltui.models import Judge, Rubric, RubricKind, Verdict
+from evaltui.rubric_toml import RubricFile
 from evaltui.store import Store
 from evaltui.store.db import now
 from evaltui.store.verdicts import add_verdicts, split_of, verdicts
@@ -477,11 +478,16 @@ def test_gate_run_asks_for_missing_verdicts_once_and_the_key_goes_nowhere(
     assert "has never run" in err and "--run" in err
     assert server.calls == len(GOLD) - 1
 
-    first = run("gate", file, "--db", ci, "--run")
+    # Only the file names the loopback endpoint in CI's project: the key is not sent to it.
+    refused = one_line_error(run("gate", file, "--db", ci, "--run"))
+    assert f"--api-base {server.api_base}" in refused
+    assert server.calls == len(GOLD) - 1
+    allow = ("--api-base", server.api_base)
+    first = run("gate", file, "--db", ci, "--run", *allow)
     assert first.code == 0, (first.out, first.err)
     assert server.calls == 2 * (len(GOLD) - 1)
     assert first.out.splitlines()[-1] == f"gate: tone passes ({len(TEST)} test cases)"
-    second = run("gate", file, "--db", ci, "--run")
+    second = run("gate", file, "--db", ci, "--run", *allow)
     assert (second.code, second.out) == (0, first.out)
     assert server.calls == 2 * (len(GOLD) - 1)  # the project file is the cache
     with Store.open(ci) as store:
@@ -491,7 +497,7 @@ def test_gate_run_asks_for_missing_verdicts_once_and_the_key_goes_nowhere(
     imported = tmp_path / "imported" / "evals.duckdb"
     imported.parent.mkdir()
     make_project(imported)
-    assert run("rubric", "import", file, "--db", imported).code == 0
+    assert run("rubric", "import", file, "--db", imported, *allow).code == 0
     unrun = run("gate", file, "--db", imported)
     assert unrun.code == 1
     assert "FAIL no verdicts on the labelled test cases: nothing to gate on" in unrun.out
@@ -723,7 +729,7 @@ def test_judge_run_on_unlabelled_cases_gives_the_corrected_pass_rate(
     assert "corrected pass rate on 20 unlabelled case(s): 75.0%" in text
 
 
-def test_approve_over_a_served_project_names_the_tokens_rater(
+def test_approve_over_a_served_project_names_the_tokens_rater_and_the_gate_reads_it(
     cli: Cli, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("EVALTUI_TOKEN", raising=False)
@@ -732,6 +738,9 @@ def test_approve_over_a_served_project_names_the_tokens_rater(
     config = tmp_path / "config.toml"
     config.write_text('rater = "carol"\n', encoding="utf-8")  # someone else on this machine
     served_out, by_out = tmp_path / "served.toml", tmp_path / "by.toml"
+    with Store.open(db) as store:  # verdicts of a judge the project does not hold (gate's cache)
+        add_verdicts(store, [Verdict(judge_version=WORSE.version, case_id=c, value=v)
+                             for c, v in agreeing().items()])  # fmt: skip
     with Served(db, raters=["dana"]) as server:
         remote = ["--config", config, "--db", server.address, "--token", server.tokens["dana"]]
         result = cli(*remote, "judge", "approve", "--rubric", "tone", "--out", served_out)
@@ -740,6 +749,19 @@ def test_approve_over_a_served_project_names_the_tokens_rater(
             *remote, "judge", "approve", "--rubric", "tone", "--out", by_out, "--by", "erin"
         )
         assert result.code == 0, result.err
+        # The gate reads which judge the project approved through the server too.
+        approved = rubric_toml.load(served_out)
+        swapped = tmp_path / "swapped.toml"
+        rubric_toml.dump(
+            approved.model_copy(update={"judge": RubricFile.from_models(RUBRIC, WORSE).judge}),
+            swapped,
+        )
+        same, other = cli(*remote, "gate", served_out), cli(*remote, "gate", swapped)
+    assert same.code == 0 and "warn" not in same.out, (same.out, same.err)
+    assert (
+        f"warn the [judge] {WORSE.version[:19]} is not the judge approved in this project "
+        f"({JUDGE.version[:19]})"
+    ) in other.out.splitlines()
     served = rubric_toml.load(served_out).calibration
     assert served is not None and served.approved_by == "dana"  # the token's rater
     by = rubric_toml.load(by_out).calibration

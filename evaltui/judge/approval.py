@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evaltui.errors import InvalidInput
-from evaltui.judge.calibration import ReportSplit, calibration_report, digest, gold_labels
+from evaltui.judge.calibration import (
+    ReportSplit,
+    calibration_report,
+    case_split,
+    digest,
+    gold_labels,
+    outcomes,
+)
 from evaltui.judge.runner import Call, plan
 from evaltui.models import Case, Judge, Rubric, RubricStatus
 from evaltui.rubric_toml import CalibrationSection, RubricFile, ThresholdsSection
@@ -33,7 +40,21 @@ def approve(
     thresholds: ThresholdsSection | None = None,
     resamples: int = 2000,
 ) -> tuple[RubricFile, dict[str, Any]]:
-    """The approved rubric file for this judge, and the report its figures come from."""
+    """The approved rubric file for this judge, and the report its figures come from.
+
+    An approval without a single test-split verdict is refused before the
+    test split is read, so every look counted as `approve` is an approval.
+    """
+    gold = gold_labels(store, rubric, gold_rater)
+    _, which = case_split(store, rubric, seed)
+    answers = outcomes(store, judge, rubric)
+    scored = [c for c in gold.values if which(c) == APPROVAL_SPLIT and c not in judge.few_shot]
+    if not any(c in answers and answers[c].value is not None for c in scored):
+        waiting = sum(c not in answers for c in scored)
+        raise InvalidInput(
+            f"judge {judge.name!r} has no verdicts on the test split of {rubric.name!r} "
+            f"({waiting} labelled case(s) waiting): run it first"
+        )
     report = calibration_report(
         store,
         rubric,
@@ -44,14 +65,9 @@ def approve(
         resamples=resamples,
         purpose="approve",
     )
-    if report["n"] == 0:
-        raise InvalidInput(
-            f"judge {judge.name!r} has no verdicts on the test split of {rubric.name!r} "
-            f"({report['pending']} labelled case(s) waiting): run it first"
-        )
-    gold = gold_labels(store, rubric, gold_rater)
     scored = report["case_ids"]  # every one has gold: they are what the figures were read on
     calibration = CalibrationSection(
+        judge_version=judge.version,
         n=report["n"],
         human_raters=report["human_raters"],
         human_kappa=report["human_kappa"],
@@ -124,11 +140,52 @@ def gate_checks(report: dict[str, Any], thresholds: ThresholdsSection) -> list[C
     return checks
 
 
+THRESHOLD_FLOORS = {"human_kappa_lower": 0.4, "judge_kappa": 0.4, "tpr": 0.5, "tnr": 0.5}
+"""The least each gate threshold should ask: κ 0.4 is where moderate agreement
+begins (κ 0 is chance), and a TPR or TNR of 0.5 is a coin toss."""
+
+
+def threshold_warnings(thresholds: ThresholdsSection) -> list[str]:
+    """Each threshold of the file below its floor; the gate still holds the file's value."""
+    warnings = []
+    for name, floor in THRESHOLD_FLOORS.items():
+        value = getattr(thresholds, name)
+        if value is not None and not value >= floor:  # NaN is below every floor too
+            warnings.append(
+                f"thresholds.{name} = {value} is below the floor {floor}; "
+                "the gate holds the file's value"
+            )
+    return warnings
+
+
+def judge_warnings(
+    judge: Judge, calibration: CalibrationSection | None, project_approved: str | None
+) -> list[str]:
+    """Where the file's [judge] is not the approved one: by its [calibration], or in the project."""
+    version = judge.version[:19]
+    warnings = []
+    if calibration is None:
+        warnings.append(f"the [judge] {version} has no [calibration]: nothing says it was approved")
+    elif calibration.judge_version is not None and calibration.judge_version != judge.version:
+        warnings.append(
+            f"the [judge] {version} is not the judge the [calibration] was approved for "
+            f"({calibration.judge_version[:19]})"
+        )
+    if project_approved is not None and project_approved != judge.version:
+        warnings.append(
+            f"the [judge] {version} is not the judge approved in this project "
+            f"({project_approved[:19]})"
+        )
+    return warnings
+
+
 def gate_notes(report: dict[str, Any], approved: CalibrationSection | None) -> list[str]:
     """Where the cases read now differ from the ones approved (informational, not checks)."""
     if approved is None:
         return []
     notes = []
+    if approved.judge_version is None:
+        notes.append("the [calibration] does not name the judge it was read for (approve again)")
     if approved.split_seed is not None and approved.split_seed != report["split_seed"]:
         notes.append(
             f"this project's split seed is {report['split_seed']}, the approval used "

@@ -10,7 +10,9 @@ they never fill the cache with errors.
 API keys come from the environment through litellm's own conventions
 (`OPENAI_API_KEY`, ...). They are never passed, stored or shown here, and
 any error text is scrubbed of secret-looking environment values before it is
-stored or printed.
+stored or printed. Which endpoints a judge from a rubric TOML may send them to
+is decided before a run (`evaltui.judge.trust`); a judge's params never carry
+an endpoint, headers or a credential.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from evaltui.errors import EvaltuiError
 from evaltui.judge.parse import BinaryAnswer, PairwiseAnswer, parse_answer
 from evaltui.judge.prompt import render
+from evaltui.judge.trust import check_params
 from evaltui.models import Case, Judge, Rubric, RubricKind, Verdict
 from evaltui.store import Store
 from evaltui.store.verdicts import answered, write_verdicts
@@ -115,6 +118,8 @@ async def run(
 ) -> Progress:
     """Make the calls, storing each verdict as it arrives; return the totals.
 
+    The judge itself is not stored here: defining a project's judges is the
+    caller's choice (`gate --run` stores verdicts of a file's judge without it).
     Cancelling the task running this drops the calls in flight (nothing is
     stored for them) and keeps every verdict already stored.
     """
@@ -123,7 +128,7 @@ async def run(
         raise JudgeRunError(
             f"judge {judge.name!r} holds verdicts imported from {judge.source}; it cannot be run"
         )
-    store.save_judge(judge)
+    check_params(judge.params, f"judge {judge.name!r}: params.")
     progress = Progress(total=len(calls))
     if not calls:
         return progress  # everything is cached: no need to load litellm
@@ -244,11 +249,11 @@ class _Caller:
             litellm.BadRequestError,
         )
         self.kwargs: dict[str, Any] = {
+            **judge.params,  # first, so no param replaces what follows
             "model": judge.model,
             "timeout": options.timeout,
             "num_retries": 0,  # retries are ours, so Retry-After is honoured and counted
             "max_retries": 0,
-            **judge.params,
         }
         if judge.api_base:
             self.kwargs["api_base"] = judge.api_base

@@ -205,3 +205,17 @@ def count_test_views(store: Store, rubric: str) -> int:
     """How many times the rubric's test split has been looked at."""
     row = store.cursor().execute("SELECT count(*) FROM test_views WHERE rubric = ?", [rubric])
     return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def approved_judge_version(store: Store, rubric: str) -> str | None:
+    """The judge version the rubric was last approved with in this project, if any."""
+    row = (
+        store.cursor()
+        .execute(
+            "SELECT judge_version FROM test_views WHERE rubric = ? AND purpose = 'approve' "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            [rubric],
+        )
+        .fetchone()
+    )
+    return None if row is None else str(row[0])
