@@ -1,9 +1,10 @@
 """Cases as Rich renderables: chat turns by role, folded tool calls, markdown, word diffs.
 
-Case text is untrusted. Every string from a case goes through `literal`,
-which shows control characters (terminal escape sequences among them) as
-visible `\\x1b` codes, and is put on screen as a Rich `Text` or `Markdown`
-built from plain text, so `[bold]` is shown, never interpreted.
+Case text is untrusted. Every string from a case goes through `literal`
+(evaltui.text's, the one the command line prints through too), which shows
+control characters (terminal escape sequences among them) as visible `\\x1b`
+codes and bidi controls as `\\u202e`, and is put on screen as a Rich `Text`
+or `Markdown` built from plain text, so `[bold]` is shown, never interpreted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.text import Text
 
 from evaltui.models import Case, Message
 from evaltui.store import Store
+from evaltui.text import literal as literal
 
 FOLD_LINES = 24
 """A turn longer than this is folded to its first lines until expanded."""
@@ -30,7 +32,6 @@ SYSTEM_KEEP = 3
 SYSTEM_CHARS = 240
 """System prompts are folded to a few lines or characters: raters read the conversation first."""
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ROLE_STYLE = {
     "system": "bold magenta",
     "developer": "bold magenta",
@@ -39,15 +40,6 @@ _ROLE_STYLE = {
     "tool": "bold yellow",
     "function": "bold yellow",
 }
-
-
-def literal(text: str) -> str:
-    r"""Text with every control character but newline and tab shown as a visible code.
-
-    >>> literal("a\x1b[2Jb\x07")
-    'a\\x1b[2Jb\\x07'
-    """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _fold(text: str, expanded: bool, keep: int = FOLD_KEEP, chars: int = 0) -> tuple[str, str]:

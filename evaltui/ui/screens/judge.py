@@ -34,8 +34,9 @@ from evaltui.judge.text import num, render_comparison, short
 from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.store.verdicts import get_judge
+from evaltui.text import field
 from evaltui.ui import render
-from evaltui.ui.guard import guarded
+from evaltui.ui.guard import guarded, notice, show_error
 
 
 class VerdictStored(Message):
@@ -149,7 +150,7 @@ class JudgeScreen(Screen[None]):
                 short(d["critique"], 60),
                 short(d["note"], 60),
             ]
-            table.add_row(*(Text(render.literal(str(c))) for c in cells), key=d["case_id"])
+            table.add_row(*(Text(field(c)) for c in cells), key=d["case_id"])
 
     def _head(self, text: str) -> None:
         self.query_one("#judge-head", Static).update(Text(render.literal(text), style="bold"))
@@ -175,7 +176,7 @@ class JudgeScreen(Screen[None]):
 
     def action_run(self) -> None:
         if self.running is not None and self.running.is_running:
-            self.notify("A run is in progress; Esc cancels it", markup=False)
+            notice(self, "A run is in progress; Esc cancels it")
             return
         try:
             judge = self._edited_judge()
@@ -184,7 +185,7 @@ class JudgeScreen(Screen[None]):
             examples = few_shot_examples(self.store, self.rubric, judge, gold_rater=None, seed=0)
             calls, cases = labelled_calls(self.store, self.rubric, judge, gold_rater=None)
         except EvaltuiError as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return
         self.store.save_judge(judge)
         self.judge = judge
@@ -237,7 +238,7 @@ class JudgeScreen(Screen[None]):
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             self._status(f"run stopped: {error}")
-            self.notify(str(error), severity="error", markup=False)
+            notice(self, str(error), severity="error")
         else:
             return
         self.refresh_figures()
@@ -261,7 +262,7 @@ class JudgeScreen(Screen[None]):
     def action_toggle_split(self) -> None:
         self.split = "test" if self.split == "dev" else "dev"
         self.refresh_figures()
-        self.notify(f"figures on the {self.split} split", markup=False)
+        notice(self, f"figures on the {self.split} split")
 
     def action_history(self) -> None:
         self.app.push_screen(HistoryScreen(self.store, self.rubric, self.judge, self.split))
@@ -270,7 +271,7 @@ class JudgeScreen(Screen[None]):
         from evaltui.ui.screens.modals import PromptScreen
 
         if self.judge is None:
-            self.notify("run a judge before approving it", severity="error", markup=False)
+            notice(self, "run a judge before approving it", severity="error")
             return
 
         def write(path: str | None) -> None:
@@ -295,9 +296,9 @@ class JudgeScreen(Screen[None]):
             path.parent.mkdir(parents=True, exist_ok=True)
             rubric_toml.dump(file, path)
         except (EvaltuiError, OSError) as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return
-        self.notify(f"Approved: wrote {path} (test κ {report['judge_kappa']})", markup=False)
+        notice(self, f"Approved: wrote {path} (test κ {report['judge_kappa']})")
         self.refresh_figures()
 
     @guarded
@@ -312,7 +313,7 @@ class JudgeScreen(Screen[None]):
 def _figures_text(r: dict[str, Any]) -> str:
     ci = r["judge_kappa_ci"]
     lines = [
-        f"n {r['n']} · errors {r['errors']} · not run {r['pending']} · gold: {r['gold']}",
+        f"n {r['n']} · errors {r['errors']} · not run {r['pending']} · gold: {field(r['gold'])}",
         f"judge κ {num(r['judge_kappa'])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
     ]
     if r["kind"] == "binary":
@@ -323,7 +324,9 @@ def _figures_text(r: dict[str, Any]) -> str:
             f"first-slot win rate {num(r['first_slot_win_rate'])}"
         )
     if r.get("human_kappa") is not None:
-        lines.append(f"human κ {num(r['human_kappa'])} ({', '.join(r['human_raters'])})")
+        lines.append(
+            f"human κ {num(r['human_kappa'])} ({', '.join(map(field, r['human_raters']))})"
+        )
     cost, latency = r["cost_usd"], r["latency_ms_p50"]
     lines.append(
         f"cost {'unknown' if cost is None else f'${cost:.4f}'} · latency p50 "
@@ -407,7 +410,7 @@ class HistoryScreen(ModalScreen[None]):
                           num(v.get("tpr")), num(v.get("tnr"))]  # fmt: skip
             else:
                 cells += ["not run", "", "", "", ""]
-            table.add_row(*(Text(render.literal(c)) for c in cells), key=v["version"])
+            table.add_row(*(Text(field(c)) for c in cells), key=v["version"])
         table.focus()
 
     @guarded
