@@ -14,7 +14,7 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaltui.errors import InvalidInput
+from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
 
 
@@ -187,8 +187,11 @@ def dumps(rubric_file: RubricFile) -> str:
 
 
 def dump(rubric_file: RubricFile, path: Path | str) -> None:
-    """Write rubric TOML to `path`."""
-    Path(path).write_text(dumps(rubric_file), encoding="utf-8")
+    """Write rubric TOML to `path`; a file that cannot be written (a full disk) is one sentence."""
+    try:
+        Path(path).write_text(dumps(rubric_file), encoding="utf-8")
+    except OSError as error:
+        raise EvaltuiError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,7 +10,15 @@ from typing import Any, Self
 
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
-from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
+from evaltui.store.db import (
+    Connection,
+    Cursor,
+    FileConnection,
+    connect,
+    migrate,
+    now,
+    transaction,
+)
 from evaltui.store.literals import literal
 from evaltui.store.rows import (
     CASE_COLUMNS,
@@ -70,7 +78,7 @@ class Store:
         except BaseException:
             con.close()
             raise
-        return cls(con, path)
+        return cls(FileConnection(con, path), path)
 
     @classmethod
     def connect(cls, address: Address, token: str | None) -> Self:
