@@ -15,6 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaltui.errors import EvaltuiError, InvalidInput
+from evaltui.judge.prompt import check_template
 from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
 
 
@@ -159,6 +160,11 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
     except ValidationError as e:
         raise InvalidInput(f"{source}: {_describe(e)}") from None
     judge = parsed.to_judge()
+    if judge is not None:
+        try:
+            check_template(judge.prompt)
+        except InvalidInput as error:
+            raise InvalidInput(f"{source}: {error}") from None
     stated = parsed.judge.version if parsed.judge is not None else None
     if stated and judge is not None and stated != judge.version:
         raise InvalidInput(
