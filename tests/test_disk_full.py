@@ -22,10 +22,14 @@ import pytest
 
 from evaltui.config import Config
 from evaltui.errors import DiskFull
-from evaltui.models import Rubric, RubricKind
+from evaltui.judge.prompt import default_template
+from evaltui.judge.runner import RunOptions, plan, run
+from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
+from evaltui.store.verdicts import verdicts
 from evaltui.ui.app import EvaltuiApp
 from tests.conftest import Result, write_jsonl
+from tests.loopback import LoopbackServer
 from tests.served import Served
 
 RUBRIC = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
@@ -217,16 +221,16 @@ def test_cli_commands_on_a_full_disk_print_one_sentence(cli: Any, tmpfs: Tmpfs) 
         [{"id": f"n{i}", "input": "q" * 2000, "output": "a"} for i in range(50)],
     )
     tmpfs.fill()
+    toml, csv = tmpfs.mount / "ok.toml", tmpfs.mount / "labels.csv"
     results: list[Result] = [
         cli("import", cases, "--db", tmpfs.db),
-        cli("rubric", "export", "ok", tmpfs.mount / "ok.toml", "--db", tmpfs.db),
+        cli("rubric", "export", "ok", toml, "--db", tmpfs.db),
+        cli("export", "labels", csv, "--db", tmpfs.db),
     ]
-    assert [r.code for r in results] == [1, 1]
+    assert [r.code for r in results] == [1, 1, 1]
     assert results[0].err == f"evaltui: the disk holding {tmpfs.db} {SENTENCE}\n"
-    assert (
-        results[1].err
-        == f"evaltui: cannot write {tmpfs.mount / 'ok.toml'}: No space left on device\n"
-    )
+    assert results[1].err == f"evaltui: cannot write {toml}: No space left on device\n"
+    assert results[2].err == f"evaltui: the disk holding {csv} {SENTENCE}\n"
     tmpfs.free()
     assert cli("import", cases, "--db", tmpfs.db).code == 0
 
@@ -297,3 +301,29 @@ async def test_a_note_and_a_flag_on_a_full_disk_are_notices(tmp_path: Path) -> N
             assert "DEFERRED" in str(app.screen.query_one("#meta").content)
         assert store.deferred("ok", "alice") == ["c0"]
         assert store.current_label("c0", "ok", "alice").note == ""  # type: ignore[union-attr]
+
+
+# A judge run -------------------------------------------------------------------------
+
+
+async def test_a_judge_run_on_a_full_disk_stops_with_the_sentence_and_resumes(
+    disk: Tmpfs | Simulated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-evaltui-FAKE-disk-full-not-a-real-key")
+    _project(disk.db)
+    with LoopbackServer() as server, Store.open(disk.db) as store:
+        disk.attach(store)
+        judge = Judge(rubric="ok", model="openai/loop", api_base=server.api_base,
+                      prompt=default_template(RUBRIC))  # fmt: skip
+        store.save_judge(judge)
+        cases = store.cases_by_id(["c0", "c1", "c2"])
+        options = RunOptions(concurrency=1, timeout=10.0, retries=0)
+        disk.fill(store)
+        with pytest.raises(DiskFull, match="is full: free some space"):
+            await run(store, judge, RUBRIC, plan(store, judge, RUBRIC, cases), options=options)
+        disk.free()
+        progress = await run(
+            store, judge, RUBRIC, plan(store, judge, RUBRIC, cases), options=options
+        )
+        assert progress.done == 3
+        assert len(verdicts(store, judge.version)) == 3
