@@ -55,6 +55,16 @@ def field(value: object) -> str:
     return literal(value, one_line=True)
 
 
+def edited(text: str, original: str, *, one_line: bool = False) -> str:
+    r"""What an editor that was given `literal(original)` holds: `original` while the text is
+    still what was shown, else the text as edited (control characters then stay written out).
+
+    >>> edited("m\x1b[2J", "m[2J") == "m[2J", edited("m2", "m[2J")
+    (True, 'm2')
+    """
+    return original if text == literal(original, one_line=one_line) else text
+
+
 def _code(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
 

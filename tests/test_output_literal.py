@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from evaltui.config import Config
 from evaltui.errors import InvalidInput
@@ -332,3 +332,37 @@ async def test_a_notice_quoting_stored_text_is_literal(hostile: Path) -> None:
             messages = [str(n.message) for n in app._notifications]
             assert messages == [f"rater {literal(BOB)} and {literal(ANN)}"]
             assert_screen_safe(app)
+
+
+async def test_editors_show_stored_text_literally_and_give_it_back_unchanged(
+    hostile: Path,
+) -> None:
+    prompt = f"Grade {{output}} {OSC52}"
+    with Store.open(hostile) as store:
+        stored = Judge(name="default", rubric="ok", model=MODEL, prompt=prompt)
+        store.save_judge(stored)
+        store.add_label("c00", RUBRIC, "alice", "pass", note=NOTE)
+        app = EvaltuiApp(store, Config(rater="alice"), label=("ok", None))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("n")  # the note box holds the stored note
+            await pilot.pause()
+            assert r"note \x1b]52;c;aGVsbG8gd29ybGQ=\x07 [bold]x[/]\nok" in assert_screen_safe(app)
+            await pilot.press("enter")  # left as shown: nothing to save
+            await pilot.pause()
+            assert [lb.note for lb in store.label_history("c00", "ok", "alice")][-1] == NOTE
+            assert len(store.label_history("c00", "ok", "alice")) == 2
+
+            await pilot.press("escape")
+            await pilot.pause()
+            screen = JudgeScreen(store, RUBRIC, "alice")
+            screen.judge = stored
+            await app.push_screen(screen)
+            await pilot.pause()
+            shown = assert_screen_safe(app)
+            assert r"openai/m\x1b]52;c;" in shown and r"Grade {output} \x1b]52;c;" in shown
+            assert screen._edited_judge().version == stored.version  # given back unchanged
+            screen.query_one("#judge-model", Input).value += "-2"
+            edited = screen._edited_judge()
+            assert edited.model == r"openai/m\x1b]52;c;aGVsbG8gd29ybGQ=\x07-2"  # what was shown
+            assert edited.prompt == prompt

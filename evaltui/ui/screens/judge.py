@@ -34,7 +34,7 @@ from evaltui.judge.text import num, render_comparison, short
 from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.store.verdicts import get_judge
-from evaltui.text import field
+from evaltui.text import edited, field, literal
 from evaltui.ui import render
 from evaltui.ui.guard import guarded, notice, show_error
 
@@ -105,10 +105,11 @@ class JudgeScreen(Screen[None]):
     @guarded
     def on_mount(self) -> None:
         judge = self.judge
-        self.query_one("#judge-model", Input).value = judge.model if judge else ""
-        self.query_one("#judge-api-base", Input).value = judge.api_base if judge else ""
+        # Stored text, shown literally; reading it back gives the stored value if left as shown.
+        self.query_one("#judge-model", Input).value = field(judge.model) if judge else ""
+        self.query_one("#judge-api-base", Input).value = field(judge.api_base) if judge else ""
         prompt = judge.prompt if judge else default_template(self.rubric)
-        self.query_one("#judge-prompt", TextArea).text = prompt
+        self.query_one("#judge-prompt", TextArea).text = literal(prompt)
         table = self.query_one("#judge-disagreements", DataTable)
         table.add_columns("Case", "Human", "Judge", "Judge's critique", "Human note")
         self.query_one("#judge-model", Input).focus()
@@ -158,17 +159,22 @@ class JudgeScreen(Screen[None]):
     # Running ---------------------------------------------------------------
 
     def _edited_judge(self) -> Judge:
+        base = self.judge
         model = self.query_one("#judge-model", Input).value.strip()
+        api_base = self.query_one("#judge-api-base", Input).value.strip()
+        prompt = self.query_one("#judge-prompt", TextArea).text
+        if base is not None:
+            model = edited(model, base.model.strip(), one_line=True)
+            api_base = edited(api_base, base.api_base.strip(), one_line=True)
+            prompt = edited(prompt, base.prompt)
         if not model:
             raise EvaltuiError("enter a model first, e.g. openai/gpt-4o-mini")
-        prompt = self.query_one("#judge-prompt", TextArea).text
         check_template(prompt)
-        base = self.judge
         return Judge(
             name=base.name if base else "default",
             rubric=self.rubric.name,
             model=model,
-            api_base=self.query_one("#judge-api-base", Input).value.strip(),
+            api_base=api_base,
             prompt=prompt,
             params=base.params if base else {"temperature": 0},
             few_shot=base.few_shot if base else (),

@@ -27,7 +27,7 @@ from evaltui.labelling import (
 )
 from evaltui.models import Case, Label, Rubric, RubricKind
 from evaltui.store import Store
-from evaltui.text import field
+from evaltui.text import edited, field
 from evaltui.ui import render
 from evaltui.ui.guard import guarded, notice
 from evaltui.ui.screens.modals import HelpScreen, PromptScreen, TagPicker
@@ -429,7 +429,7 @@ class LabelScreen(Screen[None]):
 
     def action_note(self) -> None:
         box = self.query_one("#note", Input)
-        box.value = self.note
+        box.value = field(self.note)  # stored text, shown literally
         box.display = True
         box.focus()
 
@@ -443,8 +443,9 @@ class LabelScreen(Screen[None]):
         box = self.query_one("#note", Input)
         box.display = False
         self.query_one("#case-scroll").focus()
-        if box.value != self.note:
-            self.note = box.value
+        note = edited(box.value, self.note, one_line=True)
+        if note != self.note:
+            self.note = note
             self._relabel()
         self._paint_status()
 
