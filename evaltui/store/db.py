@@ -126,13 +126,17 @@ def disk_full(error: Exception, project: Path | str) -> DiskFull | None:
     if not no_space(error):
         return None
     unwritten = _UNWRITTEN.search(str(error))
-    where = str(project)
-    if unwritten and not Path(unwritten["file"]).name.startswith(Path(where).name):
-        where = unwritten["file"]  # another file: an export, say
+    if unwritten and not Path(unwritten["file"]).name.startswith(Path(project).name):
+        return export_disk_full(unwritten["file"])  # another file: an export, say
     return DiskFull(
-        f"the disk holding {where} is full: free some space and try again "
+        f"the disk holding {project} is full: free some space and try again "
         "(the write that failed stored nothing)"
     )
+
+
+def export_disk_full(target: Path | str) -> DiskFull:
+    """DiskFull for a file being written outside the project (an export)."""
+    return DiskFull(f"the disk holding {target} is full: free some space and try again")
 
 
 class FileConnection:

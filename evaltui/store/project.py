@@ -8,13 +8,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from evaltui.errors import InvalidInput, NotFound
+from evaltui.errors import DiskFull, InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
 from evaltui.store.db import (
     Connection,
     Cursor,
     FileConnection,
     connect,
+    export_disk_full,
     migrate,
     now,
     transaction,
@@ -126,7 +127,10 @@ class Store:
         # COPY takes its target as a literal, not a parameter; the path is quoted.
         target = literal(str(out))
         if self.server is not None:
-            return self.server.copy_to(sql, params, target, options)
+            try:
+                return self.server.copy_to(sql, params, target, options)
+            except DiskFull:  # the file is written here, not on the server
+                raise export_disk_full(out) from None
         cur = self.cursor()
         cur.execute(f"COPY ({sql}) TO {target} ({options})", list(params))
         row = cur.fetchone()
