@@ -18,6 +18,7 @@ from evaltui.errors import InvalidInput
 from evaltui.models import Label, RaterKind, Rubric, RubricKind
 from evaltui.stats import agreement as st
 from evaltui.store import Store
+from evaltui.text import field
 
 TOO_VAGUE = 0.6
 """Below this κ, practitioners read the rubric as too vague to label consistently."""
@@ -300,13 +301,17 @@ def _interval(ci: list[float] | dict[str, Any] | None) -> str:
 
 
 def render_text(report: dict[str, Any]) -> str:
-    """The report for a terminal: figures, what they mean, and where to look next."""
+    """The report for a terminal: figures, what they mean, and where to look next.
+
+    Stored names and slice values are shown through `field`: one line each, every
+    control character written out.
+    """
     lines = [
         f"{report['rubric']} ({report['kind']}): {report['n_cases']} cases labelled by two or more "
-        f"of {', '.join(report['raters'])}",
+        f"of {', '.join(map(field, report['raters']))}",
     ]
     for pair in report["pairs"]:
-        first, second = pair["raters"]
+        first, second = map(field, pair["raters"])
         boot = pair["kappa_ci_bootstrap"]
         lines += [
             "",
@@ -350,11 +355,12 @@ def render_text(report: dict[str, Any]) -> str:
                 f"{title}: {_num(fig['value'])} 95% CI {_interval(fig['ci'])} (n={fig['n']})"
             )
     if report.get("slices"):
-        lines += ["", f"by {report['by']}:"]
+        lines += ["", f"by {field(report['by'])}:"]
         for piece in report["slices"]:
             for pair in piece["pairs"]:
                 lines.append(
-                    f"  {piece['value']:<20} {' vs '.join(pair['raters']):<30} n={pair['n']:<5} "
+                    f"  {field(piece['value']):<20} {' vs '.join(map(field, pair['raters'])):<30} "
+                    f"n={pair['n']:<5} "
                     f"kappa {_num(pair['kappa'])} {_interval(pair['kappa_ci'])}"
                 )
     if "position_bias" in report:
@@ -366,7 +372,7 @@ def render_text(report: dict[str, Any]) -> str:
         for row in report["position_bias"]:
             verdict = "biased" if row["p_value"] < 0.05 else "no evidence of bias"
             lines.append(
-                f"  {row['rater']:<20} {row['left']}/{row['n']} left ({row['left_share']:.0%}), "
+                f"  {field(row['rater']):<20} {row['left']}/{row['n']} left ({row['left_share']:.0%}), "
                 f"binomial p={row['p_value']:.3g}: {verdict}"
             )
     return "\n".join(lines)

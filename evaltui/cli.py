@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from evaltui.cli_store import db_option, open_store, project_target
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import CaseKind
 from evaltui.store import Store
+from evaltui.text import echo, field, json_text, literal
 
 if TYPE_CHECKING:
     from evaltui.team import Served
@@ -29,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that points to --help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(2, one_line(f"{self.prog}: {message} (see '{self.prog} --help')") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,15 +198,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except EvaltuiError as error:
-        print(f"evaltui: {one_line(str(error))}", file=sys.stderr)
+        echo(f"evaltui: {one_line(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("evaltui: interrupted", file=sys.stderr)
+        echo("evaltui: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a file that cannot be written (a full disk, say) or read
+        if os.environ.get("EVALTUI_DEBUG"):
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        echo(f"evaltui: {one_line(where + (error.strerror or str(error)))}", file=sys.stderr)
+        return 1
     except Exception as error:  # a bug, but the user still gets one line
         if os.environ.get("EVALTUI_DEBUG"):
             raise
-        print(
+        echo(
             f"evaltui: internal error: {type(error).__name__}: {one_line(str(error))} "
             "(run with EVALTUI_DEBUG=1 for details)",
             file=sys.stderr,
@@ -212,20 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def one_line(message: str) -> str:
-    """A message fit for one terminal line: control characters (newlines, escapes) shown as codes.
+    """A message fit for one terminal line: line breaks as spaces, control characters as codes.
 
     >>> one_line("bad\\nthing \\x1b[2J")
     'bad thing \\\\x1b[2J'
     """
-    out = []
-    for char in message:
-        if char in "\n\r\t":
-            out.append(" ")
-        elif ord(char) < 32 or ord(char) == 127 or 0x80 <= ord(char) < 0xA0:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return "".join(out)
+    return literal(re.sub(r"\r\n|[\r\n\t]", " ", message))
 
 
 def _home(args: argparse.Namespace) -> int:
@@ -271,16 +272,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     db = build_demo_project(args.dir)
     if args.no_ui:
-        print(db)
+        echo(db)
         return 0
     code = _run_ui(args, db=db)
-    print(f"The demo project is kept at {db}; open it again with 'evaltui --db {db}'.")
+    echo(f"The demo project is kept at {db}; open it again with 'evaltui --db {db}'.")
     return code
 
 
 def _agreement(args: argparse.Namespace) -> int:
-    import json
-
     from evaltui.agreement import agreement_report, render_text
 
     raters = [r.strip() for r in args.raters.split(",") if r.strip()] if args.raters else None
@@ -290,7 +289,7 @@ def _agreement(args: argparse.Namespace) -> int:
         report = agreement_report(
             store, args.rubric, raters=raters, by=args.by, resamples=args.resamples, seed=args.seed
         )
-    print(json.dumps(report) if args.json else render_text(report))
+    echo(json_text(report) if args.json else render_text(report))
     return 0
 
 
@@ -302,14 +301,17 @@ def _session_create(args: argparse.Namespace) -> int:
         session = create_session(
             store, args.name, args.rubric, raters, sample=args.sample, by=args.by, seed=args.seed
         )
-    print(
-        f"session {session.name}: {len(session.case_ids)} cases of {session.rubric} for "
-        f"{', '.join(session.raters)} (seed {session.seed}"
-        + (f", stratified by {session.by_field}" if session.by_field else "")
+    name = field(session.name)
+    echo(
+        f"session {name}: {len(session.case_ids)} cases of {session.rubric} for "
+        f"{', '.join(field(r) for r in session.raters)} (seed {session.seed}"
+        + (f", stratified by {field(session.by_field)}" if session.by_field else "")
         + ")"
     )
     for rater in session.raters:
-        print(f"  evaltui label --rubric {session.rubric} --rater {rater} --session {session.name}")
+        command = ["evaltui", "label", "--rubric", session.rubric, "--rater", rater,
+                   "--session", session.name]  # fmt: skip
+        echo("  " + field(shlex.join(command)))
     return 0
 
 
@@ -320,7 +322,7 @@ def _init(args: argparse.Namespace) -> int:
     existed = path.exists()
     with Store.open(path) as store:
         version = store.schema_version
-    print(f"{path}: {'already a project' if existed else 'created'} (schema {version})")
+    echo(f"{path}: {'already a project' if existed else 'created'} (schema {version})")
     return 0
 
 
@@ -346,27 +348,27 @@ def _serve(args: argparse.Namespace) -> int:
             pass
         finally:
             team.stop(store, served)
-    print(f"Stopped serving {path}.")
+    echo(f"Stopped serving {path}.")
     return 0
 
 
 def _print_served(path: Path, served: Served) -> None:
     where = "this machine only" if served.address.loopback else "reachable from other machines"
-    print(f"Serving {path} at {served.address} ({where}). Stop with Ctrl+C.")
+    echo(f"Serving {path} at {served.address} ({where}). Stop with Ctrl+C.")
     if not served.address.loopback:
-        print(
+        echo(
             "Traffic to this port is not encrypted: on a shared network, put a TLS proxy "
             "in front of it, or serve on localhost and have raters use ssh -L."
         )
     if served.issued:
-        print("Each token is shown only this once. It lets its holder read the project and")
-        print("label in their own name; hand it only to that rater.")
+        echo("Each token is shown only this once. It lets its holder read the project and")
+        echo("label in their own name; hand it only to that rater.")
         width = max(map(len, served.issued))
         for rater, token in served.issued.items():
-            print(f"  {rater:<{width}}  {served.command(token)}")
+            echo(f"  {rater:<{width}}  {served.command(token)}")
     earlier = [r for r in served.holders if r not in served.issued]
     if earlier:
-        print(
+        echo(
             f"Earlier tokens still valid: {', '.join(earlier)} "
             "(--rater NAME prints a new one and retires the old)."
         )
@@ -393,10 +395,10 @@ def _import(args: argparse.Namespace) -> int:
             skip_invalid=args.skip_invalid,
         )
     for line in report.skipped:
-        print(f"skipped {line}", file=sys.stderr)
+        echo(f"skipped {line}", file=sys.stderr)
     for line in report.converted:
-        print(f"note: {line}", file=sys.stderr)
-    print(report.summary())
+        echo(f"note: {line}", file=sys.stderr)
+    echo(report.summary())
     return 0
 
 
@@ -413,7 +415,7 @@ def _labels_import(args: argparse.Namespace) -> int:
             value_column=args.value,
             values=parse_values(args.values) if args.values else None,
         )
-    print(report.summary())
+    echo(report.summary())
     return 0
 
 
@@ -422,7 +424,7 @@ def _export_labels(args: argparse.Namespace) -> int:
 
     with open_store(args, create=False) as store:
         count = export_labels(store, args.out, rubric=args.rubric)
-    print(f"{args.out}: {count} label(s)")
+    echo(f"{args.out}: {count} label(s)")
     return 0
 
 
@@ -440,7 +442,7 @@ def _rubric_import(args: argparse.Namespace) -> int:
         if judge is not None:
             store.save_judge(judge)
     state = "added" if added else "unchanged"
-    print(f"rubric {rubric.name} version {rubric.version}: {state}")
+    echo(f"rubric {rubric.name} version {rubric.version}: {state}")
     return 0
 
 
@@ -453,7 +455,7 @@ def _rubric_export(args: argparse.Namespace) -> int:
     rubric_toml.dump(
         rubric_toml.RubricFile.from_models(rubric, judges[-1] if judges else None), args.out
     )
-    print(f"{args.out}: rubric {rubric.name} version {rubric.version}")
+    echo(f"{args.out}: rubric {rubric.name} version {rubric.version}")
     return 0
 
 

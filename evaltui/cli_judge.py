@@ -14,6 +14,7 @@ from evaltui.errors import InvalidInput
 from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric
 from evaltui.store import Store
+from evaltui.text import echo, field, json_text
 
 SPLITS = ("dev", "test", "all")
 
@@ -177,11 +178,7 @@ def _judge(store: Store, rubric: Rubric, name: str | None) -> Judge:
 
 def _emit(report: dict[str, Any], as_json: bool, render: Any) -> int:
     """Print a report as one JSON object (--json) or as text; exit code 0."""
-    if as_json:
-        json.dump(report, sys.stdout, ensure_ascii=False, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(render(report))
+    echo(json_text(report) if as_json else render(report))
     return 0
 
 
@@ -228,7 +225,7 @@ def _set(args: argparse.Namespace) -> int:
         )
         added = store.save_judge(judge)
     state = "added" if added else "already stored"
-    print(f"judge {judge.name} of {rubric.name}: version {judge.version} {state}")
+    echo(f"judge {field(judge.name)} of {rubric.name}: version {judge.version} {state}")
     return 0
 
 
@@ -258,8 +255,9 @@ def _run(args: argparse.Namespace) -> int:
         options = runner.RunOptions(
             concurrency=args.concurrency, timeout=args.timeout, retries=args.retries
         )
-        print(
-            f"judge {judge.name} ({judge.model}) on {n_cases} case(s) of {rubric.name}: "
+        echo(
+            f"judge {field(judge.name)} ({field(judge.model)}) "
+            f"on {n_cases} case(s) of {rubric.name}: "
             f"{len(calls)} call(s) to make",
             file=sys.stderr,
         )
@@ -267,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
 
         def show(_: Any, progress: runner.Progress) -> None:
             if progress.done % step == 0 or progress.done == progress.total:
-                print(
+                echo(
                     f"  {progress.done}/{progress.total} verdicts, {progress.errors} error(s), "
                     f"${progress.cost_usd:.4f}",
                     file=sys.stderr,
@@ -281,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
     unknown = (
         f" (+{progress.cost_unknown} call(s) of unknown cost)" if progress.cost_unknown else ""
     )
-    print(
+    echo(
         f"{progress.done} verdict(s) stored, {progress.errors} error verdict(s), "
         f"{progress.retries} retried call(s), cost ${progress.cost_usd:.4f}{unknown}"
     )
@@ -341,7 +339,7 @@ def _import(args: argparse.Namespace) -> int:
             values=parse_values(args.values) if args.values else None,
             critique_column=args.critique,
         )  # fmt: skip
-    print(result.summary())
+    echo(result.summary())
     return 0
 
 
@@ -361,8 +359,9 @@ def _approve(args: argparse.Namespace) -> int:
     out = args.out or Path("rubrics") / f"{rubric.name}.toml"
     out.parent.mkdir(parents=True, exist_ok=True)
     rubric_toml.dump(file, out)
-    print(f"{out}: {rubric.name} approved with judge {judge.name} ({judge.version[:19]})")
-    print(f"  test split: {report['reading']} (test set viewed {report['test_views']} times)")
+    name = field(judge.name)
+    echo(f"{out}: {rubric.name} approved with judge {name} ({judge.version[:19]})")
+    echo(f"  test split: {report['reading']} (test set viewed {report['test_views']} times)")
     return 0
 
 
@@ -429,13 +428,13 @@ def _gate(args: argparse.Namespace) -> int:
     ):
         print(f"warn {warning}")
     for note in gate_notes(report, parsed.calibration):
-        print(f"note {note}")
+        echo(f"note {note}")
     checks = gate_checks(report, thresholds)
     for check in checks:
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.text}")
+        echo(f"{'ok  ' if check.ok else 'FAIL'} {check.text}")
     failed = [c for c in checks if not c.ok]
     if failed:
-        print(f"gate: {rubric.name} fails {len(failed)} of {len(checks)} check(s)")
+        echo(f"gate: {rubric.name} fails {len(failed)} of {len(checks)} check(s)")
         return 1
-    print(f"gate: {rubric.name} passes ({report['n']} test cases)")
+    echo(f"gate: {rubric.name} passes ({report['n']} test cases)")
     return 0

@@ -19,3 +19,7 @@ class InvalidInput(EvaltuiError):
 
 class NotFound(EvaltuiError):
     """A rubric, case, session or rater named by the user does not exist."""
+
+
+class DiskFull(EvaltuiError):
+    """The disk holding the project (or a file being written) is full; the failed write stored nothing."""

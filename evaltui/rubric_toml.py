@@ -14,7 +14,8 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaltui.errors import InvalidInput
+from evaltui.errors import EvaltuiError, InvalidInput
+from evaltui.judge.prompt import check_template
 from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
 
@@ -170,6 +171,11 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
     if parsed.judge is not None:
         check_params(parsed.judge.params, f"{source}: judge.params.")
     judge = parsed.to_judge()
+    if judge is not None:
+        try:
+            check_template(judge.prompt)
+        except InvalidInput as error:
+            raise InvalidInput(f"{source}: {error}") from None
     stated = parsed.judge.version if parsed.judge is not None else None
     if stated and judge is not None and stated != judge.version:
         raise InvalidInput(
@@ -198,8 +204,11 @@ def dumps(rubric_file: RubricFile) -> str:
 
 
 def dump(rubric_file: RubricFile, path: Path | str) -> None:
-    """Write rubric TOML to `path`."""
-    Path(path).write_text(dumps(rubric_file), encoding="utf-8")
+    """Write rubric TOML to `path`; a file that cannot be written (a full disk) is one sentence."""
+    try:
+        Path(path).write_text(dumps(rubric_file), encoding="utf-8")
+    except OSError as error:
+        raise EvaltuiError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _describe(error: ValidationError) -> str:

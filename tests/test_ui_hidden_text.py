@@ -184,7 +184,7 @@ async def test_bidi_controls_are_marked_and_invisible_characters_flagged(db: Pat
             plain, _ = await whole_case(pilot)
     shown = flat(plain)
     # The override cannot reorder what follows it: it is shown as its code.
-    assert "Refund: <U+202E>0001$ ok" in shown
+    assert "Refund: \\u202e0001$ ok" in shown
     assert not BIDI_CONTROLS.search(plain)
     assert (
         "⚠ 2 invisible characters (<U+202E> right-to-left override, <U+200B> zero width "
@@ -218,7 +218,7 @@ async def test_raw_view_shows_the_exact_characters_and_keys_work_after(db: Path)
             assert label is not None and label.value == "fail"
 
     lines = pane(raw)
-    assert "Refund: <U+202E>0001$ ok" in lines
+    assert "Refund: \\u202e0001$ ok" in lines
     assert "The answer is pa<U+200B>ss." in lines
     assert r"esc \x1b[2J" in lines
     assert "RAW" in raw and "v returns" in flat(raw)

@@ -25,6 +25,7 @@ from evaltui.models import Case, Judge, Rubric, RubricStatus
 from evaltui.rubric_toml import CalibrationSection, RubricFile, ThresholdsSection
 from evaltui.store import Store
 from evaltui.store.verdicts import split_of, split_seed
+from evaltui.text import field
 
 APPROVAL_SPLIT: ReportSplit = "test"
 
@@ -110,7 +111,7 @@ def gate_checks(report: dict[str, Any], thresholds: ThresholdsSection) -> list[C
             Check(
                 False,
                 "human κ not measured: the gate needs labels from two raters "
-                f"(raters: {', '.join(report['human_raters']) or 'none'})",
+                f"(raters: {', '.join(field(r) for r in report['human_raters']) or 'none'})",
             )
         )
     else:

@@ -62,6 +62,8 @@ def parse_answer(text: str, kind: RubricKind) -> Parsed:
     'tie'
     >>> parse_answer('I cannot decide.', RubricKind.binary).error
     'no verdict found in the answer'
+    >>> parse_answer('{"a":' * 100_000 + '1' + '}' * 100_000, RubricKind.binary).error
+    'the answer is nested too deeply to read as JSON'
     """
     text = text or ""
     for candidate in _json_candidates(text):
@@ -69,6 +71,8 @@ def parse_answer(text: str, kind: RubricKind) -> Parsed:
             data = json.loads(candidate)
         except json.JSONDecodeError:
             continue
+        except RecursionError:  # Python's JSON reader stops near a thousand levels
+            return Parsed(None, "", "the answer is nested too deeply to read as JSON")
         if isinstance(data, dict) and isinstance(data.get("verdict"), str):
             value = _normalise(data["verdict"], kind)
             critique = data.get("critique") if isinstance(data.get("critique"), str) else ""

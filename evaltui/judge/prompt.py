@@ -82,25 +82,56 @@ def default_template(rubric: Rubric) -> str:
 
 @functools.lru_cache(maxsize=64)
 def check_template(template: str) -> None:
-    """Refuse a template that names an unknown field or has unbalanced braces.
+    """Refuse a template that names an unknown field, formats one, or has unbalanced braces.
+
+    A field is its name in braces and nothing else: a format spec (`{output:d}`), a
+    conversion (`{output!r}`), an index or attribute (`{output[0]}`, `{output.x}`) or a
+    position (`{0}`) would fail, or change the text, on every case of a run.
 
     >>> check_template("Grade {output} for {question}")
     >>> check_template("Grade {reply}")
     Traceback (most recent call last):
     ...
     evaltui.errors.InvalidInput: judge prompt: unknown field {reply}; fields: question, pass, fail, checklist, examples, input, output, output_a, output_b
+    >>> check_template("Grade {output:d}")
+    Traceback (most recent call last):
+    ...
+    evaltui.errors.InvalidInput: judge prompt: {output:d} is more than a field's name; write {output}, the name in braces and nothing else (and {{ and }} for literal braces)
     """
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as error:
         raise InvalidInput(
             f"judge prompt: {error} (write {{{{ and }}}} for literal braces)"
         ) from None
-    for name in names:
+    for name, spec, conversion in fields:
+        placeholder = (
+            "{"
+            + name
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
         if name not in FIELDS:
+            base = name.split(".")[0].split("[")[0]
+            if base in FIELDS:
+                raise InvalidInput(_formatted(placeholder, base))
             raise InvalidInput(
-                f"judge prompt: unknown field {{{name}}}; fields: {', '.join(FIELDS)}"
+                f"judge prompt: unknown field {placeholder}; fields: {', '.join(FIELDS)}"
             )
+        if spec or conversion:
+            raise InvalidInput(_formatted(placeholder, name))
+
+
+def _formatted(placeholder: str, name: str) -> str:
+    return (
+        f"judge prompt: {placeholder} is more than a field's name; write {{{name}}}, the name "
+        "in braces and nothing else (and {{ and }} for literal braces)"
+    )
 
 
 def transcript(messages: Sequence[Message]) -> str:

@@ -3,16 +3,18 @@
 The project file is the cache: `plan` leaves out every call whose verdict is
 already stored, so a stopped run resumes where it left off and a finished one
 makes no calls at all. An answer that cannot be read is stored as an error
-verdict with its raw text; so is a call that still fails after every retry.
-Configuration problems (a bad key, an unknown model) stop the run instead, so
+verdict with its raw text; so is a call that still fails after every retry,
+and any other failure of one case (an answer nested too deeply to read, usage
+figures no count can hold): the run goes on. Configuration problems (a bad
+key, an unknown model, a template no case can fill) stop the run instead, so
 they never fill the cache with errors.
 
 API keys come from the environment through litellm's own conventions
 (`OPENAI_API_KEY`, ...). They are never passed, stored or shown here, and
-any error text is scrubbed of secret-looking environment values before it is
-stored or printed. Which endpoints a judge from a rubric TOML may send them to
-is decided before a run (`evaltui.judge.trust`); a judge's params never carry
-an endpoint, headers or a credential.
+error texts and answers are scrubbed of every secret variable's value (see
+`scrub`) before they are stored or printed. Which endpoints a judge from a
+rubric TOML may send them to is decided before a run (`evaltui.judge.trust`);
+a judge's params never carry an endpoint, headers or a credential.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import email.utils
 import functools
 import os
 import random
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from evaltui.errors import EvaltuiError
 from evaltui.judge.parse import BinaryAnswer, PairwiseAnswer, parse_answer
-from evaltui.judge.prompt import render
+from evaltui.judge.prompt import check_template, render
 from evaltui.judge.trust import check_params
 from evaltui.models import Case, Judge, Rubric, RubricKind, Verdict
 from evaltui.store import Store
@@ -129,9 +132,11 @@ async def run(
             f"judge {judge.name!r} holds verdicts imported from {judge.source}; it cannot be run"
         )
     check_params(judge.params, f"judge {judge.name!r}: params.")
+    check_template(judge.prompt)  # a version stored before templates were checked as strictly
     progress = Progress(total=len(calls))
     if not calls:
         return progress  # everything is cached: no need to load litellm
+    check_secrets()
     litellm = await asyncio.to_thread(load_litellm)
     queue: asyncio.Queue[Call] = asyncio.Queue()
     for call in calls:
@@ -148,7 +153,7 @@ async def run(
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(options.concurrency, len(calls)))):
                 group.create_task(worker())
-    except* JudgeRunError as failed:
+    except* EvaltuiError as failed:
         raise failed.exceptions[0] from None
     finally:
         # Answers already received are stored even when the run is cancelled.
@@ -197,11 +202,36 @@ class _Writer:
             self.wake.clear()
             while self.pending:
                 batch, self.pending = self.pending, []
-                await asyncio.to_thread(write_verdicts, self.cur, batch)
-                for verdict in batch:
+                for verdict in await self._store(batch):
                     self._count(verdict)
             if self.closing:
                 return
+
+    async def _store(self, batch: list[Verdict]) -> list[Verdict]:
+        """Store a batch; return what was stored.
+
+        A verdict the store refuses (not a full disk or a server gone: those stop
+        the run) is stored in its place as an error verdict giving the cause.
+        """
+        try:
+            await asyncio.to_thread(write_verdicts, self.cur, batch)
+            return batch
+        except EvaltuiError:
+            raise
+        except Exception as error:
+            if len(batch) > 1:
+                return [stored for v in batch for stored in await self._store([v])]
+            refused, cause = batch[0], _cause(error)
+        stand_in = Verdict(
+            judge_version=refused.judge_version,
+            case_id=refused.case_id,
+            swapped=refused.swapped,
+            value=None,
+            error=storable(f"the verdict could not be stored: {cause}"),
+            latency_ms=refused.latency_ms,
+        )
+        await asyncio.to_thread(write_verdicts, self.cur, [stand_in])
+        return [stand_in]
 
     def _count(self, verdict: Verdict) -> None:
         p = self.progress
@@ -263,6 +293,15 @@ class _Caller:
             )
 
     async def verdict(self, call: Call) -> Verdict:
+        """The call's verdict; a failure of this case alone is its error verdict."""
+        try:
+            return await self._ask(call)
+        except JudgeRunError:
+            raise
+        except Exception as error:
+            return self._error(call, f"could not judge the case: {_cause(error)}")
+
+    async def _ask(self, call: Call) -> Verdict:
         prompt = render(
             self.judge.prompt, self.rubric, call.case, swapped=call.swapped, examples=self.examples
         )
@@ -297,34 +336,39 @@ class _Caller:
         return wait
 
     def _failed(self, call: Call, attempts: int, error: Exception) -> Verdict:
-        text = f"gave up after {attempts} attempt(s): {type(error).__name__}: {scrub(str(error))}"
+        return self._error(call, f"gave up after {attempts} attempt(s): {_cause(error)}")
+
+    def _error(self, call: Call, text: str) -> Verdict:
         return Verdict(
             judge_version=self.judge.version,
             case_id=call.case.id,
             swapped=call.swapped,
             value=None,
-            error=text,
+            error=storable(text),
         )
 
     def _read(self, call: Call, response: Any, latency_ms: float) -> Verdict:
         choices = response.choices or ()  # a provider may answer with no choices at all
-        raw = scrub((choices[0].message.content if choices else None) or "")
+        raw = storable(scrub((choices[0].message.content if choices else None) or ""))
         parsed = parse_answer(raw, self.rubric.kind)
-        value = parsed.value
+        value, error = parsed.value, parsed.error
         if value is not None and call.swapped:
             value = {"A": "B", "B": "A"}.get(value, value)  # back to the case's own orientation
-        usage = getattr(response, "usage", None)
+        prompt_tokens, completion_tokens, odd = token_counts(getattr(response, "usage", None))
+        cost = self._cost(response) if odd is None else None  # priced from those counts
+        if odd is not None:
+            value, error = None, f"{error}; {odd}" if error else odd
         return Verdict(
             judge_version=self.judge.version,
             case_id=call.case.id,
             swapped=call.swapped,
             value=value,
-            critique=parsed.critique,
+            critique=storable(parsed.critique),
             raw=raw,
-            error=parsed.error,
-            prompt_tokens=getattr(usage, "prompt_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
-            cost_usd=self._cost(response),
+            error=error,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
             latency_ms=round(latency_ms, 3),
         )
 
@@ -372,28 +416,130 @@ def retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+MAX_COUNT = 2**31 - 1
+"""The largest token count the verdicts table holds (a 32-bit INTEGER column)."""
+
+
+def token_counts(usage: Any) -> tuple[int | None, int | None, str | None]:
+    """Prompt and completion tokens as stored, and why they are not, if a figure cannot be.
+
+    A provider that reports a count below 0, above `MAX_COUNT` or not a whole number
+    is not to be trusted on this answer: the counts are left unknown and the caller
+    makes the verdict an error verdict (its answer is kept in `raw`).
+
+    >>> token_counts(None)
+    (None, None, None)
+    >>> token_counts(type("Usage", (), {"prompt_tokens": 2**31 + 5, "completion_tokens": 3}))
+    (None, 3, 'the provider reported 2147483653 prompt tokens, not a count a verdict can hold (0 to 2147483647); the answer is kept in raw')
+    """
+    counts: list[int | None] = []
+    odd: list[str] = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name, None)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is None or (type(value) is int and 0 <= value <= MAX_COUNT):
+            counts.append(value)
+        else:
+            counts.append(None)
+            odd.append(f"{scrub(str(value))[:40]} {name.replace('_', ' ')}")
+    why = None
+    if odd:
+        why = (
+            f"the provider reported {' and '.join(odd)}, not a count a verdict can hold "
+            f"(0 to {MAX_COUNT}); the answer is kept in raw"
+        )
+    return counts[0], counts[1], why
+
+
+def storable(text: str) -> str:
+    r"""Text the store can hold: a lone surrogate (from a `\ud800` in an answer's JSON) written out.
+
+    >>> storable("ok \ud800")
+    'ok \\ud800'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _cause(error: BaseException) -> str:
+    return f"{type(error).__name__}: {scrub(str(error))}"
+
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS")
+SHORTEST_SECRET = 4
+"""A secret variable's value shorter than this cannot be scrubbed without wrecking text."""
+_ANYWHERE = 8
+"""Values this long are scrubbed wherever they appear; shorter ones where they stand alone."""
+
+
+def secret_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables that hold secrets, by name: a name whose last word
+    (after the last `_`) is KEY, TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIALS, or ends
+    in APIKEY (OPENAI_API_KEY, WATSONX_APIKEY, HF_TOKEN, AZURE_CLIENT_SECRET, EVALTUI_TOKEN).
+
+    >>> sorted(secret_variables({"OPENAI_API_KEY": "sk-1", "TOKENIZERS_PARALLELISM": "false",
+    ...                          "LITELLM_KEY_ROTATION_ENABLED": "1", "HF_TOKEN": "hf_x"}))
+    ['HF_TOKEN', 'OPENAI_API_KEY']
+    """
+    found = {}
+    for name, value in (os.environ if environ is None else environ).items():
+        last = name.upper().rsplit("_", 1)[-1]
+        if value and (last in _SECRET_WORDS or last.endswith("APIKEY")):
+            found[name] = value
+    return found
+
+
+def check_secrets() -> None:
+    """Refuse a run while a secret variable holds fewer than `SHORTEST_SECRET` characters.
+
+    Every other value is scrubbed from what is stored, whatever its length; one of
+    one to three characters could not be without wrecking every answer it occurs in.
+    """
+    for name, value in sorted(secret_variables().items()):
+        if len(value) < SHORTEST_SECRET:
+            raise JudgeRunError(
+                f"{name} holds only {len(value)} character(s), too short to keep out of "
+                f"stored error texts; give it {SHORTEST_SECRET} or more (a server that checks "
+                "no key takes any placeholder, e.g. no-key-needed), or unset it"
+            )
 
 
 def scrub(text: str) -> str:
-    """Text with every secret-looking environment value replaced by `[redacted]`.
+    """Text with every secret variable's value replaced by `[redacted]`.
+
+    Values of 8 characters or more go wherever they appear; shorter ones (down to
+    `SHORTEST_SECRET`) where they stand alone, not inside a longer run of letters,
+    digits, `-` and `_`, so a short key goes but the word it is part of stays.
 
     >>> os.environ["EXAMPLE_API_KEY"] = "sk-not-a-real-key"
+    >>> os.environ["SHORT_API_KEY"] = "sk-1234"
     >>> scrub("Incorrect API key provided: sk-not-a-real-key")
     'Incorrect API key provided: [redacted]'
-    >>> del os.environ["EXAMPLE_API_KEY"]
+    >>> scrub("key sk-1234 is invalid, but sk-12345 is another")
+    'key [redacted] is invalid, but sk-12345 is another'
+    >>> del os.environ["EXAMPLE_API_KEY"], os.environ["SHORT_API_KEY"]
     """
-    for value in _secrets(tuple(os.environ.items())):
-        if value in text:
-            text = text.replace(value, "[redacted]")
-    return text
+    pattern = _secret_pattern(tuple(sorted(_secret_values())))
+    return text if pattern is None else pattern.sub("[redacted]", text)
+
+
+def _secret_values() -> set[str]:
+    """The secret variables' values, and any long value of a variable named like a secret
+    anywhere in its name (AWS_ACCESS_KEY_ID, AWS_BEARER_TOKEN_BEDROCK)."""
+    values = set(secret_variables().values())
+    for name, value in os.environ.items():
+        if len(value) >= _ANYWHERE and any(word in name.upper() for word in _SECRET_WORDS):
+            values.add(value)
+    return values
 
 
 @functools.lru_cache(maxsize=4)
-def _secrets(environ: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """The secret-looking values of an environment (cached: read once per answer otherwise)."""
-    return tuple(
-        value
-        for name, value in environ
-        if len(value) >= 8 and any(word in name.upper() for word in _SECRET_WORDS)
-    )
+def _secret_pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for every value, longest first (cached: read once per answer otherwise)."""
+    alone = r"(?<![\w-]){}(?![\w-])"
+    parts = [
+        re.escape(v) if len(v) >= _ANYWHERE else alone.format(re.escape(v))
+        for v in sorted(set(values), key=len, reverse=True)
+        if len(v) >= SHORTEST_SECRET
+    ]
+    return re.compile("|".join(parts)) if parts else None

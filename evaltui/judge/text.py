@@ -1,8 +1,14 @@
-"""The judge's reports as terminal text: figures first, each with what it means."""
+"""The judge's reports as terminal text: figures first, each with what it means.
+
+Stored names, models, critiques and notes are shown through `field`: one line
+each, every control character written out.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from evaltui.text import field
 
 
 def num(value: float | None, digits: int = 3) -> str:
@@ -22,8 +28,9 @@ def render_report(report: dict[str, Any]) -> str:
     """`evaltui judge report` without --json."""
     j = report["judge"]
     lines = [
-        f"judge {j['name']} {j['version'][:19]} ({j['model']}) on rubric {report['rubric']}",
-        f"gold: {report['gold']}; split {report['split']} (seed {report['split_seed']}); "
+        f"judge {field(j['name'])} {j['version'][:19]} ({field(j['model'])}) "
+        f"on rubric {report['rubric']}",
+        f"gold: {field(report['gold'])}; split {report['split']} (seed {report['split_seed']}); "
         f"test set viewed {report['test_views']} time(s)",
         f"n {report['n']}   errors {report['errors']}   not yet run {report['pending']}"
         + (f"   humans split, no gold {report['no_gold']}" if report["no_gold"] else ""),
@@ -46,7 +53,7 @@ def render_report(report: dict[str, Any]) -> str:
     if report.get("human_kappa") is not None:
         lines.append(
             f"human κ       {num(report['human_kappa'])}{_ci(report['human_kappa_ci'])} "
-            f"({', '.join(report['human_raters'])})"
+            f"({', '.join(map(field, report['human_raters']))})"
         )
     cost = report["cost_usd"]
     lines.append(
@@ -86,7 +93,7 @@ def render_report(report: dict[str, Any]) -> str:
     if report["disagreements"]:
         lines += ["", f"{len(report['disagreements'])} disagreement(s):"]
         for d in report["disagreements"][:20]:
-            lines.append(f"  {d['case_id']}: human {d['human']}, judge {d['judge']}")
+            lines.append(f"  {field(d['case_id'])}: human {d['human']}, judge {d['judge']}")
             if d["critique"]:
                 lines.append(f"    judge: {short(d['critique'])}")
             if d["note"]:
@@ -97,8 +104,8 @@ def render_report(report: dict[str, Any]) -> str:
 
 
 def short(text: str, width: int = 100) -> str:
-    """Text on one line, cut to `width` with an ellipsis."""
-    flat = " ".join(text.split())
+    """Text on one line, cut to `width` with an ellipsis, control characters written out."""
+    flat = field(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -111,11 +118,14 @@ def render_history(report: dict[str, Any]) -> str:
     ]
     for v in report["versions"]:
         if not v["run"]:
-            lines.append(f"{v['version'][:19]:<21}{v['name']:<12}{'not run':>13}  {v['model']}")
+            lines.append(
+                f"{v['version'][:19]:<21}{field(v['name']):<12}{'not run':>13}  {field(v['model'])}"
+            )
             continue
         lines.append(
-            f"{v['version'][:19]:<21}{v['name']:<12}{v['n']:>5}{v['errors']:>8}"
-            f"{num(v['judge_kappa']):>8}{num(v.get('tpr')):>8}{num(v.get('tnr')):>8}  {v['model']}"
+            f"{v['version'][:19]:<21}{field(v['name']):<12}{v['n']:>5}{v['errors']:>8}"
+            f"{num(v['judge_kappa']):>8}{num(v.get('tpr')):>8}{num(v.get('tnr')):>8}  "
+            f"{field(v['model'])}"
         )
     return "\n".join(lines)
 

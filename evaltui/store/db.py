@@ -11,10 +11,12 @@ from typing import Any, Protocol
 
 import duckdb
 
-from evaltui.errors import ProjectLocked, SchemaError
+from evaltui.errors import DiskFull, ProjectLocked, SchemaError
 from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded")
+_UNWRITTEN = re.compile(r'Could not write file "(?P<file>[^"]*)"')
 
 
 class Cursor(Protocol):
@@ -103,6 +105,78 @@ def locked_message(path: Path, error: duckdb.Error) -> str:
         f"{path} is open in {holder}; a project file can be opened by one process at a time. "
         f"To label together, serve it with 'evaltui serve {path}' and connect to the server."
     )
+
+
+def no_space(error: Exception) -> bool:
+    """Whether DuckDB's error says a disk (or a quota) is full."""
+    return _NO_SPACE.search(str(error)) is not None
+
+
+def disk_full(error: Exception, project: Path | str) -> DiskFull | None:
+    """The error as DiskFull when DuckDB failed for want of space (ENOSPC, EDQUOT); else None.
+
+    DuckDB says so in the message, e.g. `TransactionContext Error: Failed to commit:
+    Could not write file "evals.duckdb.wal": No space left on device`. A write that
+    fails so is rolled back whole: nothing of it was stored.
+
+    >>> str(disk_full(duckdb.IOException('Could not write file "x.duckdb.wal": '
+    ...     'No space left on device'), "x.duckdb"))
+    'the disk holding x.duckdb is full: free some space and try again (the write that failed stored nothing)'
+    """
+    if not no_space(error):
+        return None
+    unwritten = _UNWRITTEN.search(str(error))
+    if unwritten and not Path(unwritten["file"]).name.startswith(Path(project).name):
+        return export_disk_full(unwritten["file"])  # another file: an export, say
+    return DiskFull(
+        f"the disk holding {project} is full: free some space and try again "
+        "(the write that failed stored nothing)"
+    )
+
+
+def export_disk_full(target: Path | str) -> DiskFull:
+    """DiskFull for a file being written outside the project (an export)."""
+    return DiskFull(f"the disk holding {target} is full: free some space and try again")
+
+
+class FileConnection:
+    """A project file's DuckDB connection whose cursors turn a full disk into DiskFull."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | str) -> None:
+        self._con = con
+        self.path = path
+
+    def cursor(self) -> FileCursor:
+        """A new cursor on the connection."""
+        return FileCursor(self._con.cursor(), self.path)
+
+    def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL into the file)."""
+        self._con.close()
+
+
+class FileCursor:
+    """A DuckDB cursor whose `execute` raises DiskFull, a sentence, when the disk is full."""
+
+    __slots__ = ("_cur", "_path")
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, path: Path | str) -> None:
+        self._cur = cur
+        self._path = path
+
+    def execute(self, sql: str, params: Any = None, /) -> FileCursor:
+        """Run one statement."""
+        try:
+            self._cur.execute(sql, params)
+        except duckdb.Error as error:
+            full = disk_full(error, self._path)
+            if full is not None:
+                raise full from None
+            raise
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)  # fetchone, fetchall, description, close ...
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

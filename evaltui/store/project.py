@@ -8,10 +8,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from evaltui.errors import InvalidInput, NotFound
+from evaltui.errors import DiskFull, InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
 from evaltui.store import guard
-from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
+from evaltui.store.db import (
+    Connection,
+    Cursor,
+    FileConnection,
+    connect,
+    export_disk_full,
+    migrate,
+    now,
+    transaction,
+)
 from evaltui.store.literals import literal
 from evaltui.store.rows import (
     CASE_COLUMNS,
@@ -71,7 +80,7 @@ class Store:
         except BaseException:
             con.close()
             raise
-        return cls(con, path)
+        return cls(FileConnection(con, path), path)
 
     @classmethod
     def connect(cls, address: Address, token: str | None) -> Self:
@@ -133,7 +142,10 @@ class Store:
         # COPY takes its target as a literal, not a parameter; the path is quoted.
         target = literal(str(out))
         if self.server is not None:
-            return self.server.copy_to(sql, params, target, options)
+            try:
+                return self.server.copy_to(sql, params, target, options)
+            except DiskFull:  # the file is written here, not on the server
+                raise export_disk_full(out) from None
         cur = self.cursor()
         cur.execute(f"COPY ({sql}) TO {target} ({options})", list(params))
         row = cur.fetchone()

@@ -29,7 +29,8 @@ from typing import Any
 
 import duckdb
 
-from evaltui.errors import EvaltuiError, InvalidInput, SchemaError
+from evaltui.errors import DiskFull, EvaltuiError, InvalidInput, SchemaError
+from evaltui.store.db import no_space
 from evaltui.store.literals import inline, literal
 from evaltui.store.schema import SCHEMA_VERSION
 
@@ -358,6 +359,12 @@ class ServerConnection:
             except duckdb.Error as error:
                 trouble = _trouble(error)
                 in_transaction = self._transaction_depth > 0
+                if trouble is None and no_space(error):
+                    raise DiskFull(
+                        f"the disk holding the project served at {self.address} is full: "
+                        "whoever runs 'evaltui serve' must free some space, then try again "
+                        "(the write that failed stored nothing)"
+                    ) from None
                 if trouble is None or (trouble == "conflict" and in_transaction):
                     raise  # the caller's transaction rolls back
                 if trouble == "conflict":

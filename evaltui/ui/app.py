@@ -17,6 +17,7 @@ from evaltui.errors import EvaltuiError
 from evaltui.labelling import CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
+from evaltui.text import field
 from evaltui.ui.guard import noticing, show_error
 from evaltui.ui.screens.home import HomeScreen
 from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
@@ -102,8 +103,8 @@ class EvaltuiApp(App[None]):
 
     def _show_connection(self) -> None:
         state = self.store.connection_state
-        self.sub_title = self.store.location + (
-            "" if state in ("file", "connected") else f" · {state}"
+        self.sub_title = field(
+            self.store.location + ("" if state in ("file", "connected") else f" · {state}")
         )
 
     def _heartbeat(self) -> None:

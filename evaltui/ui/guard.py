@@ -7,13 +7,22 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from evaltui.errors import EvaltuiError
+from evaltui.text import literal
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def show_error(widget: Any, error: EvaltuiError) -> None:
-    """An error the user can act on, as a notice (plain text: it may quote their input)."""
-    widget.notify(str(error), severity="error", markup=False)
+def notice(widget: Any, message: str, *, severity: str = "information") -> None:
+    """A notification as plain text: it may quote names, notes, case ids or what the user typed.
+
+    Markup in it is shown as typed and control characters as visible codes.
+    """
+    widget.notify(literal(message), severity=severity, markup=False)
+
+
+def show_error(widget: Any, error: Exception) -> None:
+    """An error the user can act on, as a notice."""
+    notice(widget, str(error), severity="error")
 
 
 def guarded(method: Method) -> Method:

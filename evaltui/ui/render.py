@@ -1,12 +1,13 @@
 """Cases as Rich renderables: chat turns by role, folded tool calls, markdown, word diffs.
 
-Case text is untrusted. Every string from a case goes through `literal`,
-which shows control characters (terminal escape sequences among them) as
-visible `\\x1b` codes and bidi controls as `<U+202E>`, and is put on screen as
-a Rich `Text` or `Markdown` built from plain text, so `[bold]` is shown, never
-interpreted. The markdown shows every character of the text but its syntax:
-HTML, comments, links, images, entities and link definitions are shown as the
-text they are. `raw` shows the exact characters, invisible ones marked.
+Case text is untrusted. Every string from a case goes through `literal`
+(evaltui.text's, the one the command line prints through too), which shows
+control characters (terminal escape sequences among them) as visible `\\x1b`
+codes and bidi controls as `\\u202e`, and is put on screen as a Rich `Text`
+or `Markdown` built from plain text, so `[bold]` is shown, never interpreted.
+The markdown shows every character of the text but its syntax: HTML,
+comments, links, images, entities and link definitions are shown as the text
+they are. `raw` shows the exact characters, invisible ones marked.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rich.text import Text
 
 from evaltui.models import Case, Message
 from evaltui.store import Store
+from evaltui.text import literal as literal
 
 FOLD_LINES = 24
 """A turn longer than this is folded to its first lines until expanded."""
@@ -39,8 +41,6 @@ SYSTEM_CHARS = 240
 """System prompts are folded to a few lines or characters: raters read the conversation first."""
 
 _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
-_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-"""Bidi controls: each can reorder the text after it on screen."""
 _INVISIBLE_CHARS = (
     # Format characters (Unicode category Cf: zero-width, bidi, soft hyphen, tags),
     # line and paragraph separators, variation selectors, and the fillers that draw nothing.
@@ -49,7 +49,6 @@ _INVISIBLE_CHARS = (
     "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
-_LITERAL = re.compile(f"[{_CONTROLS}{_BIDI}]")
 _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
 _RAW = re.compile(f"[{_CONTROLS}{_INVISIBLE_CHARS}]")
 _IN_WORD = "\u200c\u200d\ufe0e\ufe0f"
@@ -69,17 +68,6 @@ _ROLE_STYLE = {
 def _code(char: str) -> str:
     point = ord(char)
     return f"\\x{point:02x}" if point < 0xA0 else f"<U+{point:04X}>"
-
-
-def literal(text: str) -> str:
-    r"""Text with every control character but newline and tab, and every bidi control, as a code.
-
-    >>> literal("a\x1b[2Jb\x07")
-    'a\\x1b[2Jb\\x07'
-    >>> literal("abc\u202edef")
-    'abc<U+202E>def'
-    """
-    return _LITERAL.sub(lambda m: _code(m.group()), text)
 
 
 def raw(text: str) -> Text:

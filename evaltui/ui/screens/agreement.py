@@ -18,8 +18,9 @@ from evaltui.agreement import agreement_report, render_text
 from evaltui.errors import EvaltuiError
 from evaltui.models import AdjudicationCause, Rubric, RubricKind
 from evaltui.store import Store, coding
+from evaltui.text import field
 from evaltui.ui import render
-from evaltui.ui.guard import guarded
+from evaltui.ui.guard import guarded, notice, show_error
 
 
 class AgreementScreen(Screen[None]):
@@ -63,7 +64,7 @@ class AgreementScreen(Screen[None]):
         try:
             self.report = agreement_report(self.store, self.rubric.name, by=self.by, resamples=1000)
         except EvaltuiError as error:
-            self.query_one("#figures", Static).update(Text(str(error)))
+            self.query_one("#figures", Static).update(Text(render.literal(str(error))))
             return
         self.pair %= len(self.report["pairs"])
         self._show_pair()
@@ -94,7 +95,7 @@ class AgreementScreen(Screen[None]):
             notes = " | ".join(n for n in (a.note, b.note) if n)
             cells = [case_id, f"{first}: {a.value}", f"{second}: {b.value}",
                      gold[case_id].value if case_id in gold else "-", notes]  # fmt: skip
-            table.add_row(*(Text(render.literal(str(c))) for c in cells), key=case_id)
+            table.add_row(*(Text(field(c)) for c in cells), key=case_id)
 
     def action_pair(self, step: int) -> None:
         if self.report.get("pairs"):
@@ -130,7 +131,7 @@ class AgreementScreen(Screen[None]):
         def saved(rubric: Rubric | None) -> None:
             if rubric is not None:
                 self.rubric = rubric
-                self.notify(f"Saved {rubric.name} version {rubric.version}", markup=False)
+                notice(self, f"Saved {rubric.name} version {rubric.version}")
 
         self.app.push_screen(RubricEditScreen(self.store, self.rubric), saved)
 
@@ -195,7 +196,7 @@ class AdjudicationScreen(ModalScreen[bool]):
         grid = Table(expand=True, title="Labels (A/B in the case's own order)")
         labels = {lb.rater: lb for lb in self.store.labels_for_case(self.case.id, self.rubric.name)}
         for rater in self.raters:
-            grid.add_column(render.literal(rater), ratio=1)
+            grid.add_column(Text(field(rater)), ratio=1)  # a str header would be read as markup
         grid.add_row(
             *(
                 Text(labels[r].value or "-", style="bold") if r in labels else Text("-")
@@ -233,9 +234,7 @@ class AdjudicationScreen(ModalScreen[bool]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self.value is None or self.cause is None:
-            self.notify(
-                "Choose the gold label and the cause first", severity="warning", markup=False
-            )
+            notice(self, "Choose the gold label and the cause first", severity="warning")
             return
         coding.adjudicate(
             self.store,
@@ -288,7 +287,7 @@ class RubricEditScreen(ModalScreen[Rubric | None]):
             new = edited.model_copy(update={"version": version})
             self.store.save_rubric(new)
         except EvaltuiError as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return
         self.dismiss(self.store.get_rubric(self.rubric.name))
 

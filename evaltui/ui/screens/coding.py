@@ -14,8 +14,8 @@ from textual.widgets import DataTable, Footer, Static
 from evaltui.errors import EvaltuiError
 from evaltui.models import Label, Rubric
 from evaltui.store import Store, coding
-from evaltui.ui import render
-from evaltui.ui.guard import guarded
+from evaltui.text import field
+from evaltui.ui.guard import guarded, show_error
 from evaltui.ui.screens.modals import PromptScreen
 
 
@@ -66,7 +66,7 @@ class FailureModesScreen(Screen[None]):
                 lb.note,
                 ", ".join(linked.get(lb.id, [])) or "-",
             ]
-            table.add_row(*(Text(render.literal(c)) for c in cells), key=lb.id)
+            table.add_row(*(Text(field(c)) for c in cells), key=lb.id)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
         uncoded = sum(1 for lb in labels if lb.id not in linked)
@@ -81,8 +81,8 @@ class FailureModesScreen(Screen[None]):
         if not ranked:
             text.append("none yet: select a note and press a to name its failure mode", style="dim")
         for i, item in enumerate(ranked, start=1):
-            examples = ", ".join(render.literal(e) for e in item.examples)
-            text.append(f"{i:>2}. {render.literal(item.mode.name)}  {item.count}")
+            examples = ", ".join(field(e) for e in item.examples)
+            text.append(f"{i:>2}. {field(item.mode.name)}  {item.count}")
             text.append(f"   e.g. {examples}\n" if examples else "\n", style="dim")
         self.query_one("#ranking", Static).update(text)
 
@@ -105,7 +105,7 @@ class FailureModesScreen(Screen[None]):
             try:
                 then(text.strip())
             except EvaltuiError as error:
-                self.notify(str(error), severity="error", markup=False)
+                show_error(self, error)
             self.reload()
 
         self.app.push_screen(PromptScreen(title), answered)
@@ -119,7 +119,7 @@ class FailureModesScreen(Screen[None]):
             mode = self._mode_named(name) or coding.create_mode(self.store, self.rubric.name, name)
             coding.assign(self.store, label, mode.id)
 
-        self._ask(f"Failure mode for: {render.literal(label.note)[:60]}", assign)
+        self._ask(f"Failure mode for: {field(label.note)[:60]}", assign)
 
     def action_create(self) -> None:
         def create(name: str) -> None:

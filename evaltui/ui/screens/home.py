@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import ClassVar
 
 from rich.text import Text
@@ -13,8 +14,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from evaltui.labelling import CaseCursor, CaseFilter
 from evaltui.models import RubricKind
 from evaltui.store import Store
-from evaltui.ui.guard import guarded
-from evaltui.ui.render import literal
+from evaltui.text import field
+from evaltui.ui.guard import guarded, notice, show_error
 
 
 class HomeScreen(Screen[None]):
@@ -81,7 +82,7 @@ class HomeScreen(Screen[None]):
         """Re-read rubrics and progress (after coming back from labelling)."""
         count = self.store.count_cases()
         self.query_one("#project", Static).update(
-            Text(f"{count} case{'s' if count != 1 else ''} in {self.store.path}")
+            Text(field(f"{count} case{'s' if count != 1 else ''} in {self.store.path}"))
         )
         table = self.query_one("#rubrics", DataTable)
         table.clear()
@@ -90,8 +91,8 @@ class HomeScreen(Screen[None]):
             total = CaseCursor(self.store, CaseFilter(kind=kind)).total
             per_rater = self.store.label_counts(rubric.name)
             mine = per_rater.get(self.rater, 0)
-            progress = [f"{self.rater} {mine}/{total}"]
-            progress += [f"{r} {n}" for r, n in sorted(per_rater.items()) if r != self.rater]
+            progress = [f"{field(self.rater)} {mine}/{total}"]
+            progress += [f"{field(r)} {n}" for r, n in sorted(per_rater.items()) if r != self.rater]
             cells = [
                 rubric.name,
                 rubric.kind.value,
@@ -102,10 +103,10 @@ class HomeScreen(Screen[None]):
                 ", ".join(progress),
             ]
             # Cells are Text: a DataTable would read plain strings (rater names) as markup.
-            table.add_row(*(Text(literal(c)) for c in cells), key=rubric.name)
+            table.add_row(*(Text(field(c)) for c in cells), key=rubric.name)
         self.query_one("#sessions", Static).update(self._sessions_text())
         hint = (
-            f"Enter: label the selected rubric as {literal(self.rater)}   "
+            f"Enter: label the selected rubric as {field(self.rater)}   "
             "A: agreement   J: judge   F: failure modes   q: quit"
         )
         if table.row_count == 0:
@@ -139,12 +140,10 @@ class HomeScreen(Screen[None]):
                 .fetchall()
             )
             counts = dict(done)
-            progress = ", ".join(f"{r} {counts.get(r, 0)}/{len(case_ids)}" for r in raters)
-            text.append(f"  {literal(name)} ({literal(rubric)}): {literal(progress)}\n")
-            text.append(
-                f"    evaltui label --rubric {literal(rubric)} --session {literal(name)}\n",
-                style="dim",
-            )
+            progress = ", ".join(f"{field(r)} {counts.get(r, 0)}/{len(case_ids)}" for r in raters)
+            text.append(f"  {field(name)} ({field(rubric)}): {progress}\n")
+            command = shlex.join(["evaltui", "label", "--rubric", rubric, "--session", name])
+            text.append(f"    {field(command)}\n", style="dim")
         return text
 
     def action_new_session(self) -> None:
@@ -172,9 +171,9 @@ class HomeScreen(Screen[None]):
                     seed=int(options.get("seed", 0)),
                 )
             except (EvaltuiError, ValueError) as error:
-                self.notify(str(error), severity="error", markup=False)
+                show_error(self, error)
                 return
-            self.notify(f"Session {session.name}: {len(session.case_ids)} cases", markup=False)
+            notice(self, f"Session {session.name}: {len(session.case_ids)} cases")
             self.refresh_table()
 
         self.app.push_screen(

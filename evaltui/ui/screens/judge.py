@@ -34,8 +34,9 @@ from evaltui.judge.text import num, render_comparison, short
 from evaltui.models import Judge, Rubric, RubricKind
 from evaltui.store import Store
 from evaltui.store.verdicts import get_judge
+from evaltui.text import edited, field, literal
 from evaltui.ui import render
-from evaltui.ui.guard import guarded
+from evaltui.ui.guard import guarded, notice, show_error
 
 
 class VerdictStored(Message):
@@ -104,10 +105,11 @@ class JudgeScreen(Screen[None]):
     @guarded
     def on_mount(self) -> None:
         judge = self.judge
-        self.query_one("#judge-model", Input).value = judge.model if judge else ""
-        self.query_one("#judge-api-base", Input).value = judge.api_base if judge else ""
+        # Stored text, shown literally; reading it back gives the stored value if left as shown.
+        self.query_one("#judge-model", Input).value = field(judge.model) if judge else ""
+        self.query_one("#judge-api-base", Input).value = field(judge.api_base) if judge else ""
         prompt = judge.prompt if judge else default_template(self.rubric)
-        self.query_one("#judge-prompt", TextArea).text = prompt
+        self.query_one("#judge-prompt", TextArea).text = literal(prompt)
         table = self.query_one("#judge-disagreements", DataTable)
         table.add_columns("Case", "Human", "Judge", "Judge's critique", "Human note")
         self.query_one("#judge-model", Input).focus()
@@ -149,7 +151,7 @@ class JudgeScreen(Screen[None]):
                 short(d["critique"], 60),
                 short(d["note"], 60),
             ]
-            table.add_row(*(Text(render.literal(str(c))) for c in cells), key=d["case_id"])
+            table.add_row(*(Text(field(c)) for c in cells), key=d["case_id"])
 
     def _head(self, text: str) -> None:
         self.query_one("#judge-head", Static).update(Text(render.literal(text), style="bold"))
@@ -157,17 +159,22 @@ class JudgeScreen(Screen[None]):
     # Running ---------------------------------------------------------------
 
     def _edited_judge(self) -> Judge:
+        base = self.judge
         model = self.query_one("#judge-model", Input).value.strip()
+        api_base = self.query_one("#judge-api-base", Input).value.strip()
+        prompt = self.query_one("#judge-prompt", TextArea).text
+        if base is not None:
+            model = edited(model, base.model.strip(), one_line=True)
+            api_base = edited(api_base, base.api_base.strip(), one_line=True)
+            prompt = edited(prompt, base.prompt)
         if not model:
             raise EvaltuiError("enter a model first, e.g. openai/gpt-4o-mini")
-        prompt = self.query_one("#judge-prompt", TextArea).text
         check_template(prompt)
-        base = self.judge
         return Judge(
             name=base.name if base else "default",
             rubric=self.rubric.name,
             model=model,
-            api_base=self.query_one("#judge-api-base", Input).value.strip(),
+            api_base=api_base,
             prompt=prompt,
             params=base.params if base else {"temperature": 0},
             few_shot=base.few_shot if base else (),
@@ -175,7 +182,7 @@ class JudgeScreen(Screen[None]):
 
     def action_run(self) -> None:
         if self.running is not None and self.running.is_running:
-            self.notify("A run is in progress; Esc cancels it", markup=False)
+            notice(self, "A run is in progress; Esc cancels it")
             return
         try:
             judge = self._edited_judge()
@@ -184,7 +191,7 @@ class JudgeScreen(Screen[None]):
             examples = few_shot_examples(self.store, self.rubric, judge, gold_rater=None, seed=0)
             calls, cases = labelled_calls(self.store, self.rubric, judge, gold_rater=None)
         except EvaltuiError as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return
         self.store.save_judge(judge)
         self.judge = judge
@@ -237,7 +244,7 @@ class JudgeScreen(Screen[None]):
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             self._status(f"run stopped: {error}")
-            self.notify(str(error), severity="error", markup=False)
+            notice(self, str(error), severity="error")
         else:
             return
         self.refresh_figures()
@@ -261,7 +268,7 @@ class JudgeScreen(Screen[None]):
     def action_toggle_split(self) -> None:
         self.split = "test" if self.split == "dev" else "dev"
         self.refresh_figures()
-        self.notify(f"figures on the {self.split} split", markup=False)
+        notice(self, f"figures on the {self.split} split")
 
     def action_history(self) -> None:
         self.app.push_screen(HistoryScreen(self.store, self.rubric, self.judge, self.split))
@@ -270,7 +277,7 @@ class JudgeScreen(Screen[None]):
         from evaltui.ui.screens.modals import PromptScreen
 
         if self.judge is None:
-            self.notify("run a judge before approving it", severity="error", markup=False)
+            notice(self, "run a judge before approving it", severity="error")
             return
 
         def write(path: str | None) -> None:
@@ -295,9 +302,9 @@ class JudgeScreen(Screen[None]):
             path.parent.mkdir(parents=True, exist_ok=True)
             rubric_toml.dump(file, path)
         except (EvaltuiError, OSError) as error:
-            self.notify(str(error), severity="error", markup=False)
+            show_error(self, error)
             return
-        self.notify(f"Approved: wrote {path} (test κ {report['judge_kappa']})", markup=False)
+        notice(self, f"Approved: wrote {path} (test κ {report['judge_kappa']})")
         self.refresh_figures()
 
     @guarded
@@ -312,7 +319,7 @@ class JudgeScreen(Screen[None]):
 def _figures_text(r: dict[str, Any]) -> str:
     ci = r["judge_kappa_ci"]
     lines = [
-        f"n {r['n']} · errors {r['errors']} · not run {r['pending']} · gold: {r['gold']}",
+        f"n {r['n']} · errors {r['errors']} · not run {r['pending']} · gold: {field(r['gold'])}",
         f"judge κ {num(r['judge_kappa'])}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
     ]
     if r["kind"] == "binary":
@@ -323,7 +330,9 @@ def _figures_text(r: dict[str, Any]) -> str:
             f"first-slot win rate {num(r['first_slot_win_rate'])}"
         )
     if r.get("human_kappa") is not None:
-        lines.append(f"human κ {num(r['human_kappa'])} ({', '.join(r['human_raters'])})")
+        lines.append(
+            f"human κ {num(r['human_kappa'])} ({', '.join(map(field, r['human_raters']))})"
+        )
     cost, latency = r["cost_usd"], r["latency_ms_p50"]
     lines.append(
         f"cost {'unknown' if cost is None else f'${cost:.4f}'} · latency p50 "
@@ -407,7 +416,7 @@ class HistoryScreen(ModalScreen[None]):
                           num(v.get("tpr")), num(v.get("tnr"))]  # fmt: skip
             else:
                 cells += ["not run", "", "", "", ""]
-            table.add_row(*(Text(render.literal(c)) for c in cells), key=v["version"])
+            table.add_row(*(Text(field(c)) for c in cells), key=v["version"])
         table.focus()
 
     @guarded

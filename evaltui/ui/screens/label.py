@@ -27,8 +27,9 @@ from evaltui.labelling import (
 )
 from evaltui.models import Case, Label, Rubric, RubricKind
 from evaltui.store import Store
+from evaltui.text import edited, field
 from evaltui.ui import render
-from evaltui.ui.guard import guarded
+from evaltui.ui.guard import guarded, notice
 from evaltui.ui.screens.modals import HelpScreen, PromptScreen, TagPicker
 
 Clock = Callable[[], float]
@@ -222,14 +223,14 @@ class LabelScreen(Screen[None]):
         pace = self.pace.per_minute(self.clock())
         text = Text()
         text.append(f" {self.rubric.name} v{self.rubric.version} ", style="bold reverse")
-        text.append(f" {render.literal(self.rater)} ", style="bold")
+        text.append(f" {field(self.rater)} ", style="bold")
         text.append(f" {self.done}/{self.cursor.total} done ")
         if here is not None:
             text.append(f" #{here.index + 1} ")
         text.append(f" {pace:.1f}/min " if pace else " -/min ")
         text.append(f" {seconds // 60}:{seconds % 60:02d} on case ")
         if self.cursor.filter.describe():
-            text.append(f" filter: {self.cursor.filter.describe()}", style="italic")
+            text.append(f" filter: {field(self.cursor.filter.describe())}", style="italic")
         text.append_text(render.connection_text(self.store))
         return text
 
@@ -259,7 +260,7 @@ class LabelScreen(Screen[None]):
             ]  # fmt: skip
             if others:
                 text.append(
-                    "  others: " + ", ".join(f"{render.literal(o.rater)} {self._shown_value(o.value)}" for o in others),
+                    "  others: " + ", ".join(f"{field(o.rater)} {self._shown_value(o.value)}" for o in others),
                     style="dim",
                 )  # fmt: skip
         else:
@@ -295,7 +296,7 @@ class LabelScreen(Screen[None]):
 
     def _say(self, message: str, *, severity: str = "information") -> None:
         """A notification shown as plain text: it may quote case ids or what the user typed."""
-        self.notify(message, severity=severity, markup=False)  # type: ignore[arg-type]
+        notice(self, message, severity=severity)
 
     def _tick(self) -> None:
         self.query_one("#status", Static).update(self._status_text())
@@ -457,7 +458,7 @@ class LabelScreen(Screen[None]):
 
     def action_note(self) -> None:
         box = self.query_one("#note", Input)
-        box.value = self.note
+        box.value = field(self.note)  # stored text, shown literally
         box.display = True
         box.focus()
 
@@ -471,8 +472,9 @@ class LabelScreen(Screen[None]):
         box = self.query_one("#note", Input)
         box.display = False
         self.query_one("#case-scroll").focus()
-        if box.value != self.note:
-            self.note = box.value
+        note = edited(box.value, self.note, one_line=True)
+        if note != self.note:
+            self.note = note
             self._relabel()
         self._paint_status()
 

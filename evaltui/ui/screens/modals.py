@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, SelectionList
 
+from evaltui.text import field
+
 
 class PromptScreen(ModalScreen[str | None]):
     """Ask for one line of text (a case id, a filter); None when cancelled with Esc."""
@@ -27,7 +29,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self._title, markup=False)
+            yield Label(field(self._title), markup=False)
             yield Input(value=self._value, placeholder=self._placeholder, id="prompt")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -68,7 +70,7 @@ class TagPicker(ModalScreen[tuple[str, ...] | None]):
         needle = text.strip().lower()
         for tag in self._known:
             if needle in tag.lower():
-                options.add_option((Text(tag), tag, tag in self._selected))
+                options.add_option((Text(field(tag)), tag, tag in self._selected))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._refill(event.value)
