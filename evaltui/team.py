@@ -146,9 +146,11 @@ def _guard(cur: Cursor) -> None:
         cur.execute(statement)
     cur.execute(f"SET GLOBAL quack_authentication_function = {literal(guard.AUTHENTICATE)}")
     cur.execute(f"SET GLOBAL quack_authorization_function = {literal(guard.AUTHORIZE)}")
-    cur.execute("SET python_enable_replacements = false")
-    cur.execute("SET enable_external_access = false")  # no file but the open project
-    cur.execute("SET lock_configuration = true")  # and no statement can change that
+    for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
+        cur.execute(f"SET GLOBAL {setting} = false")  # for every connection, callbacks' too
+    cur.execute("SET GLOBAL python_enable_replacements = false")
+    cur.execute("SET GLOBAL enable_external_access = false")  # no file but the open project
+    cur.execute("SET GLOBAL lock_configuration = true")  # and no statement can change that
 
 
 def _check_port_free(bind: str, port: int) -> None:

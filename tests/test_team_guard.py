@@ -108,8 +108,14 @@ def test_a_token_reads_and_writes_no_file_of_the_serving_user(
     ):
         alice.refused(attack)
     assert not bashrc.exists()
-    # The listener count is still one: the quack_serve attempt opened nothing.
     assert alice.run("SELECT count(*) FROM cases") == [(4,)]
+    # What a client's own server-side connection runs with.
+    settings = (
+        "enable_external_access", "lock_configuration",
+        "autoinstall_known_extensions", "autoload_known_extensions",
+    )  # fmt: skip
+    shown = ", ".join(f"current_setting('{name}')" for name in settings)
+    assert alice.run(f"SELECT {shown}") == [(False, True, False, False)]
 
 
 def test_the_checks_cannot_be_replaced_or_removed(alice: Attacker) -> None:
