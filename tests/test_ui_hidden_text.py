@@ -218,7 +218,7 @@ async def test_raw_view_shows_the_exact_characters_and_keys_work_after(db: Path)
             assert label is not None and label.value == "fail"
 
     lines = pane(raw)
-    assert "Refund: \\u202e0001$ ok" in lines
+    assert "Refund: <U+202E>0001$ ok" in lines
     assert "The answer is pa<U+200B>ss." in lines
     assert r"esc \x1b[2J" in lines
     assert "RAW" in raw and "v returns" in flat(raw)
