@@ -10,7 +10,15 @@ from typing import Any, Self
 
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Case, Judge, Label, Rater, RaterKind, Rubric, RubricStatus
-from evaltui.store.db import Connection, Cursor, connect, migrate, now, transaction
+from evaltui.store.db import (
+    Connection,
+    Cursor,
+    connect,
+    insert_or_ignore,
+    migrate,
+    now,
+    transaction,
+)
 from evaltui.store.literals import literal
 from evaltui.store.rows import (
     CASE_COLUMNS,
@@ -271,12 +279,16 @@ class Store:
     # Judges --------------------------------------------------------------
 
     def save_judge(self, judge: Judge) -> bool:
-        """Store a judge version; False when that version is already stored."""
+        """Store a judge version; False when that version is already stored.
+
+        Two processes saving the same new version at once both succeed (one row).
+        """
         cur = self.cursor()
         if cur.execute("SELECT 1 FROM judges WHERE version = ?", [judge.version]).fetchone():
             return False
-        cur.execute(
-            "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        insert_or_ignore(
+            cur,
+            "INSERT OR IGNORE INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 judge.version,
                 judge.rubric,

@@ -196,6 +196,24 @@ MIGRATIONS: list[Migration] = [
             EXISTS (SELECT 1 FROM team_tokens WHERE token_sha256 = sha256(presented_token))
         )""",
     ],
+    # 8: claims on judge calls, so that runs at once (over a served project) never
+    # ask for the same verdict twice. Append-only: a call's state is its row with the
+    # highest attempt; taking over an expired claim, or releasing one, adds a row.
+    [
+        """CREATE TABLE judge_claims (
+            judge_version VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            attempt INTEGER NOT NULL,
+            claimant VARCHAR NOT NULL,
+            host VARCHAR NOT NULL,
+            pid BIGINT NOT NULL,
+            released BOOLEAN NOT NULL,
+            claimed_at TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (judge_version, case_id, swapped, attempt)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
