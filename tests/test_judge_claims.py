@@ -26,7 +26,7 @@ from evaltui.judge.runner import Progress, RunOptions, plan, run
 from evaltui.models import Judge, Verdict
 from evaltui.store import Store
 from evaltui.store import claims as stored
-from evaltui.store.claims import Claimant
+from evaltui.store.claims import Attempt, Claimant
 from evaltui.store.verdicts import add_verdict, get_judge, split_seed, verdicts
 from tests.conftest import REPO, Result, write_jsonl, write_rubric
 from tests.loopback import LoopbackServer
@@ -65,7 +65,9 @@ def pairwise_project(cli: CLI, db: Path, tmp_path: Path, model: LoopbackServer, 
     """n pairs labelled by alice, rubric `pw`, and a judge pointed at the loopback model."""
     ok(cli("rubric", "import", write_rubric(tmp_path / "pw.toml", "pw", "pairwise"), "--db", db))
     ok(cli("import", write_jsonl(tmp_path / "pairs.jsonl", pair_records(n)), "--db", db))
-    labels = [{"case_id": f"p{i}", "label": expected_pair(i)} for i in range(n)]
+    labels: list[dict[str, object]] = [
+        {"case_id": f"p{i}", "label": expected_pair(i)} for i in range(n)
+    ]
     ok(cli("labels", "import", write_jsonl(tmp_path / "labels.jsonl", labels), "--db", db,
            "--rater", "alice", "--rubric", "pw"))  # fmt: skip
     ok(cli("judge", "set", "--db", db, "--rubric", "pw", "--model", MODEL,
@@ -179,7 +181,7 @@ def test_two_clients_at_once_claim_each_call_once_and_agree_on_the_judge_and_spl
             me, store = Claimant(f"run-{i}", "host", 1), clients[i]
             try:
                 for r in range(rounds):
-                    wanted = {(f"c{r}-{j}", j % 2 == 0): 0 for j in range(width)}
+                    wanted = {(f"c{r}-{j}", j % 2 == 0): Attempt(0, 0) for j in range(width)}
                     judge = Judge(rubric=f"r{r}", model="m", prompt=f"prompt {r}")
                     start.wait(timeout=30)
                     won[i] += stored.claim(store, "sha256:v", wanted, me, 60.0)
@@ -251,7 +253,7 @@ async def test_claims_of_runs_that_died_are_taken_over_and_a_live_claim_is_waite
 ) -> None:
     db = tmp_path / "evals.duckdb"
     with Store.open(db) as store:
-        cases = load(store, tmp_path, BINARY, binary_records(5))
+        cases = load(store, tmp_path, BINARY, binary_records(6))
     with LoopbackServer() as model, Served(db, raters=["alice", "bob"]) as server:
         alice = Store.open(server.address, token=server.tokens["alice"])
         bob = Store.open(server.address, token=server.tokens["bob"])
@@ -260,42 +262,49 @@ async def test_claims_of_runs_that_died_are_taken_over_and_a_live_claim_is_waite
             alice.save_judge(judge)
             here = socket.gethostname()
             version = judge.version
+            first = Attempt(0, 0)
             # b0: a run on another machine that died long enough ago: its claim expired.
-            stored.claim(bob, version, {("b0", False): 0}, Claimant("died", "far", 7), 0.0)
+            stored.claim(bob, version, {("b0", False): first}, Claimant("died", "far", 7), 0.0)
             # b1: a run on this machine whose process has gone: taken at once.
-            stored.claim(
-                bob, version, {("b1", False): 0}, Claimant("killed", here, gone_pid()), 3600.0
-            )
+            killed = Claimant("killed", here, gone_pid())
+            stored.claim(bob, version, {("b1", False): first}, killed, 3600.0)
             # b2: a run on another machine still making its call: waited for.
             other = Claimant("alive", "far", 7)
-            stored.claim(bob, version, {("b2", False): 0}, other, 3600.0)
+            stored.claim(bob, version, {("b2", False): first}, other, 3600.0)
+            # b5: that run answered with an error and goes on: retrying errors asks again.
+            stored.claim(bob, version, {("b5", False): first}, other, 3600.0)
+            add_verdict(bob, Verdict(judge_version=version, case_id="b5", value=None, error="x"))
 
             answer = Verdict(
                 judge_version=version, case_id="b2", value="pass", critique="from the other run"
             )
 
+            waits: list[int] = []
+
             def answer_b2(progress: Progress) -> None:
+                waits.append(progress.waiting)
                 if progress.waiting:  # the other run answers while this one waits
                     add_verdict(bob, answer)
                     stored.release(bob, version, {("b2", False): 0}, other)
 
-            waits: list[int] = []
-            progress = await run(
-                alice, judge, BINARY, plan(alice, judge, BINARY, cases), options=FAST,
-                on_wait=lambda p: (waits.append(p.waiting), answer_b2(p)),
+            calls = plan(alice, judge, BINARY, cases, retry_errors=True)
+            resume = run(
+                alice, judge, BINARY, calls, options=FAST,
+                on_wait=answer_b2,
             )  # fmt: skip
+            progress = await asyncio.wait_for(resume, timeout=60)  # not the claims' expiry
             latest = {v.case_id: v for v in verdicts(alice, version)}
         finally:
             alice.close()
             bob.close()
         server.stop()
         asked = Counter(case_of(r) for r in model.requests)
-    assert asked == Counter({"b0": 1, "b1": 1, "b3": 1, "b4": 1})
-    assert (progress.done, progress.elsewhere, progress.total) == (4, 1, 5)
+    assert asked == Counter({"b0": 1, "b1": 1, "b3": 1, "b4": 1, "b5": 1})
+    assert (progress.done, progress.elsewhere, progress.total) == (5, 1, 6)
     assert waits == [1, 0]
     assert latest["b2"].critique == "from the other run"
     assert {c: v.value for c, v in latest.items() if c != "b2"} == {
-        f"b{i}": expected_binary(i) for i in (0, 1, 3, 4)
+        f"b{i}": expected_binary(i) for i in (0, 1, 3, 4, 5)
     }
     with duckdb.connect(str(db), read_only=True) as con:
         taken = con.execute(
@@ -303,7 +312,7 @@ async def test_claims_of_runs_that_died_are_taken_over_and_a_live_claim_is_waite
             "('died', 'killed', 'alive') ORDER BY case_id"
         ).fetchall()
     # The dead runs' claims were taken with new rows, never changed; b2 was never claimed.
-    assert taken == [("b0", 1), ("b1", 1), ("b3", 0), ("b4", 0)]
+    assert taken == [("b0", 1), ("b1", 1), ("b3", 0), ("b4", 0), ("b5", 1)]
 
 
 def test_a_run_killed_on_a_served_project_is_resumed_at_once_asking_only_what_is_missing(

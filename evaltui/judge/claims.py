@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from evaltui.models import Verdict
 from evaltui.store import Store
 from evaltui.store import claims as stored
-from evaltui.store.claims import Claimant, Holder, Key
+from evaltui.store.claims import Attempt, CallState, Claimant, Key
 from evaltui.store.verdicts import latest_verdicts
 
 _FILE_CHUNK = 512
@@ -66,7 +66,7 @@ class Claims:
     def take(self, keys: Sequence[Key]) -> Taken:
         """Claim whichever of these calls no other run holds or has answered."""
         found = stored.states(self.store, self.judge_version, keys)
-        wanted: dict[Key, int] = {}
+        wanted: dict[Key, Attempt] = {}
         held: list[Key] = []
         answered: list[Key] = []
         for key in keys:
@@ -74,13 +74,13 @@ class Claims:
             if state.verdicts > self.stored_before.get(key, 0):
                 answered.append(key)
             elif state.holder is None:
-                wanted[key] = 0
-            elif self._free(state.holder):
-                wanted[key] = state.holder.attempt + 1
+                wanted[key] = Attempt(0, state.verdicts)
+            elif self._free(state):
+                wanted[key] = Attempt(state.holder.attempt + 1, state.verdicts)
             else:
                 held.append(key)
         won = stored.claim(self.store, self.judge_version, wanted, self.me, self.ttl)
-        self.held.update((key, wanted[key]) for key in won)
+        self.held.update((key, wanted[key].number) for key in won)
         held += [key for key in wanted if key not in won]  # another run claimed it just now
         return Taken(
             mine=[key for key in keys if key in won],
@@ -88,9 +88,11 @@ class Claims:
             answered=latest_verdicts(self.store, self.judge_version, answered),
         )
 
-    def _free(self, holder: Holder) -> bool:
-        if holder.released:
-            return True
+    def _free(self, state: CallState) -> bool:
+        holder = state.holder
+        assert holder is not None
+        if holder.released or state.verdicts > holder.verdicts:
+            return True  # given up, or answered since it was claimed
         if holder.claimant in _RUNNING:
             return False  # a run of this process: alive, however long it takes
         if holder.expired or self.store.server is None:

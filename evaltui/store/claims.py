@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from evaltui.store.db import insert_or_ignore
 from evaltui.store.project import Store
@@ -34,6 +35,8 @@ class Holder:
     host: str
     pid: int
     released: bool
+    verdicts: int
+    """Verdicts the call had when the claim was made: a later one answered it."""
     expired: bool
     """Whether the claim's time ran out (by the database's clock)."""
 
@@ -43,6 +46,13 @@ class CallState:
     """A call's latest claim, if any, and how many verdicts it has."""
 
     holder: Holder | None
+    verdicts: int
+
+
+class Attempt(NamedTuple):
+    """A claim to make on a call: its attempt number, and the verdicts the call has now."""
+
+    number: int
     verdicts: int
 
 
@@ -65,7 +75,7 @@ def states(store: Store, judge_version: str, keys: Sequence[Key]) -> dict[Key, C
             "WITH wanted AS ("
             "SELECT unnest(?::VARCHAR[]) AS case_id, unnest(?::BOOLEAN[]) AS swapped), "
             "latest AS ("
-            "SELECT case_id, swapped, attempt, claimant, host, pid, released, "
+            "SELECT case_id, swapped, attempt, claimant, host, pid, released, verdicts, "
             f"expires_at <= {_NOW} AS expired FROM judge_claims "
             "WHERE judge_version = ? AND case_id IN (SELECT case_id FROM wanted) "
             "QUALIFY row_number() OVER (PARTITION BY case_id, swapped ORDER BY attempt DESC) = 1), "
@@ -74,7 +84,7 @@ def states(store: Store, judge_version: str, keys: Sequence[Key]) -> dict[Key, C
             "WHERE judge_version = ? AND case_id IN (SELECT case_id FROM wanted) "
             "GROUP BY case_id, swapped) "
             "SELECT w.case_id, w.swapped, l.attempt, l.claimant, l.host, l.pid, l.released, "
-            "l.expired, coalesce(s.n, 0) "
+            "l.verdicts, l.expired, coalesce(s.n, 0) "
             "FROM wanted w LEFT JOIN latest l USING (case_id, swapped) "
             "LEFT JOIN stored s USING (case_id, swapped)",
             [[k[0] for k in keys], [k[1] for k in keys], judge_version, judge_version],
@@ -82,18 +92,20 @@ def states(store: Store, judge_version: str, keys: Sequence[Key]) -> dict[Key, C
         .fetchall()
     )
     found: dict[Key, CallState] = {}
-    for case_id, swapped, attempt, claimant, host, pid, released, expired, n in rows:
+    for case_id, swapped, attempt, claimant, host, pid, released, seen, expired, n in rows:
         holder = None
         if attempt is not None:
-            holder = Holder(int(attempt), claimant, host, int(pid), bool(released), bool(expired))
+            holder = Holder(
+                int(attempt), claimant, host, int(pid), bool(released), int(seen), bool(expired)
+            )
         found[(case_id, bool(swapped))] = CallState(holder, int(n))
     return found
 
 
 def claim(
-    store: Store, judge_version: str, wanted: dict[Key, int], by: Claimant, ttl: float
+    store: Store, judge_version: str, wanted: dict[Key, Attempt], by: Claimant, ttl: float
 ) -> set[Key]:
-    """Claim each call at its attempt number for `ttl` seconds; return the calls now `by`'s.
+    """Claim each call at its attempt for `ttl` seconds; return the calls now `by`'s.
 
     A call another run claimed at the same attempt first is not returned.
     """
@@ -112,7 +124,7 @@ def claim(
     return {
         (case_id, bool(swapped))
         for case_id, swapped, attempt in rows
-        if wanted.get((case_id, bool(swapped))) == attempt
+        if (case_id, bool(swapped)) in wanted and wanted[(case_id, bool(swapped))].number == attempt
     }
 
 
@@ -122,15 +134,14 @@ def release(store: Store, judge_version: str, held: dict[Key, int], by: Claimant
     A claim some other run has taken over since keeps the other run's row.
     """
     if held:
-        _insert(
-            store, judge_version, {k: a + 1 for k, a in held.items()}, by, released=True, ttl=0.0
-        )
+        rows = {key: Attempt(attempt + 1, 0) for key, attempt in held.items()}
+        _insert(store, judge_version, rows, by, released=True, ttl=0.0)
 
 
 def _insert(
     store: Store,
     judge_version: str,
-    rows: dict[Key, int],
+    rows: dict[Key, Attempt],
     by: Claimant,
     *,
     released: bool,
@@ -143,8 +154,9 @@ def _insert(
         insert_or_ignore(
             cur,
             "INSERT OR IGNORE INTO judge_claims SELECT ?, unnest(?::VARCHAR[]), "
-            f"unnest(?::BOOLEAN[]), unnest(?::INTEGER[]), ?, ?, ?, ?, {_NOW}, "
-            f"{_NOW} + to_seconds(?)",
+            "unnest(?::BOOLEAN[]), unnest(?::INTEGER[]), ?, ?, ?, ?, unnest(?::INTEGER[]), "
+            f"{_NOW}, {_NOW} + to_seconds(?)",
             [judge_version, [k[0] for k, _ in chunk], [k[1] for k, _ in chunk],
-             [attempt for _, attempt in chunk], by.run_id, by.host, by.pid, released, ttl],
+             [a.number for _, a in chunk], by.run_id, by.host, by.pid, released,
+             [a.verdicts for _, a in chunk], ttl],
         )  # fmt: skip

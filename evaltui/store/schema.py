@@ -209,6 +209,7 @@ MIGRATIONS: list[Migration] = [
             host VARCHAR NOT NULL,
             pid BIGINT NOT NULL,
             released BOOLEAN NOT NULL,
+            verdicts INTEGER NOT NULL,
             claimed_at TIMESTAMP NOT NULL,
             expires_at TIMESTAMP NOT NULL,
             PRIMARY KEY (judge_version, case_id, swapped, attempt)
