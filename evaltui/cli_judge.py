@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,26 +265,51 @@ def _run(args: argparse.Namespace) -> int:
         step = max(1, len(calls) // 20)
 
         def show(_: Any, progress: runner.Progress) -> None:
-            if progress.done % step == 0 or progress.done == progress.total:
+            if progress.finished % step == 0 or progress.finished == progress.total:
+                waiting = (
+                    f", {progress.waiting} being made by another run" if progress.waiting else ""
+                )
                 echo(
-                    f"  {progress.done}/{progress.total} verdicts, {progress.errors} error(s), "
-                    f"${progress.cost_usd:.4f}",
+                    f"  {progress.finished}/{progress.total} verdicts, {progress.errors} error(s), "
+                    f"${progress.cost_usd:.4f}{waiting}",
                     file=sys.stderr,
                 )
 
-        progress = asyncio.run(
-            runner.run(
-                store, judge, rubric, calls, options=options, examples=examples, on_verdict=show
-            )
-        )
+        run = runner.run(
+            store, judge, rubric, calls, options=options, examples=examples,
+            on_verdict=show, on_wait=_wait_notice(),
+        )  # fmt: skip
+        progress = asyncio.run(run)
     unknown = (
         f" (+{progress.cost_unknown} call(s) of unknown cost)" if progress.cost_unknown else ""
     )
+    elsewhere = (
+        f"; {progress.elsewhere} more stored by another run at the same time"
+        if progress.elsewhere
+        else ""
+    )
     echo(
         f"{progress.done} verdict(s) stored, {progress.errors} error verdict(s), "
-        f"{progress.retries} retried call(s), cost ${progress.cost_usd:.4f}{unknown}"
+        f"{progress.retries} retried call(s), cost ${progress.cost_usd:.4f}{unknown}{elsewhere}"
     )
     return 0
+
+
+def _wait_notice() -> Callable[[Any], None]:
+    """A callback that says so on stderr each time a run starts waiting for another run."""
+    waited = 0
+
+    def notice(progress: Any) -> None:
+        nonlocal waited
+        if progress.waiting and not waited:
+            print(
+                f"  another run is making {progress.waiting} of these call(s); "
+                "waiting for its verdicts",
+                file=sys.stderr,
+            )
+        waited = progress.waiting
+
+    return notice
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -412,7 +438,11 @@ def _gate(args: argparse.Namespace) -> int:
             examples = few_shot_examples(store, rubric, judge, gold_rater=args.gold, seed=seed or 0)
             calls, _ = labelled_calls(store, rubric, judge, gold_rater=args.gold)
             options = runner.RunOptions(concurrency=args.concurrency)
-            asyncio.run(runner.run(store, judge, rubric, calls, options=options, examples=examples))
+            run = runner.run(
+                store, judge, rubric, calls, options=options, examples=examples,
+                on_wait=_wait_notice(),
+            )  # fmt: skip
+            asyncio.run(run)
         elif not stored and not answered(store, judge.version):
             raise InvalidInput(
                 f"{args.file}: judge {judge.version[:19]} has never run on {args.db}; "

@@ -3,7 +3,8 @@
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) for the
 OpenAI client inside litellm. Each request is recorded; what it answers is
 decided by a `responder`, which tests replace to script rate limits, server
-errors, slow answers and malformed verdicts.
+errors, slow answers and malformed verdicts; `hold()` keeps every reply back
+until `let_go()`, so a test can have calls in flight from several clients.
 
 Run it on its own (the judge benchmark does, so its CPU does not compete with
 the client being measured): `python tests/loopback.py --latency 0.1` prints
@@ -123,6 +124,8 @@ class LoopbackServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._open = threading.Event()
+        self._open.set()
         self.port = 0
 
     @property
@@ -135,6 +138,14 @@ class LoopbackServer:
         """How many completion requests arrived."""
         with self._lock:
             return len(self.requests)
+
+    def hold(self) -> None:
+        """Keep every reply back (requests are still received and counted) until `let_go`."""
+        self._open.clear()
+
+    def let_go(self) -> None:
+        """Send the replies held back, and answer as usual from now on."""
+        self._open.set()
 
     def start(self) -> LoopbackServer:
         """Listen on a free port and serve in the background."""
@@ -197,6 +208,8 @@ class LoopbackServer:
                     seen = self._seen.get(request.prompt, 0)
                     self._seen[request.prompt] = seen + 1
                 reply = self.responder(request, seen)
+                while not self._open.is_set():
+                    await asyncio.sleep(0.005)
                 if reply.delay or self.latency:
                     await asyncio.sleep(reply.delay + self.latency)
                 text = reply.body

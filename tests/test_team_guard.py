@@ -379,3 +379,23 @@ def test_the_python_skeleton_matches_the_servers(checks: duckdb.DuckDBPyConnecti
         text = inline(sql, params)
         row = checks.execute(macro, [text, guard._STRING, guard._SPACE]).fetchone()
         assert row is not None and row[0] == guard.skeleton(text)
+
+
+def test_a_token_check_left_in_a_file_by_an_older_evaltui_is_dropped(db: Path) -> None:
+    from evaltui.store.db import connect, migrate
+
+    con = connect(db)
+    migrate(con, db, target=8)  # the last schema that kept the check in the file
+    con.execute(
+        "CREATE OR REPLACE MACRO evaltui_token_ok(s, t, d) AS (true)"
+    )  # as an attack left it
+    con.close()
+    with Store.open(db) as store:
+        found = (
+            store.cursor()
+            .execute(
+                "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'evaltui_token_ok'"
+            )
+            .fetchone()
+        )
+    assert found == (0,)

@@ -2,11 +2,14 @@
 
 The project file is the cache: `plan` leaves out every call whose verdict is
 already stored, so a stopped run resumes where it left off and a finished one
-makes no calls at all. An answer that cannot be read is stored as an error
-verdict with its raw text; so is a call that still fails after every retry,
-and any other failure of one case (an answer nested too deeply to read, usage
-figures no count can hold): the run goes on. Configuration problems (a bad
-key, an unknown model, a template no case can fill) stop the run instead, so
+makes no calls at all. Runs at once (raters on a served project) claim each
+call before asking for it (`evaltui.judge.claims`), so no call is made twice
+and each run ends once every one of its calls is answered, by it or by
+another run. An answer that cannot be read is stored as an error verdict with
+its raw text; so is a call that still fails after every retry, and any other
+failure of one case (an answer nested too deeply to read, usage figures no
+count can hold): the run goes on. Configuration problems (a bad key, an
+unknown model, a template no case can fill) stop the run instead, so
 they never fill the cache with errors.
 
 API keys come from the environment through litellm's own conventions
@@ -32,12 +35,13 @@ from types import ModuleType
 from typing import Any
 
 from evaltui.errors import EvaltuiError
+from evaltui.judge.claims import ClaimQueue, Claims
 from evaltui.judge.parse import BinaryAnswer, PairwiseAnswer, parse_answer
 from evaltui.judge.prompt import check_template, render
 from evaltui.judge.trust import check_params
 from evaltui.models import Case, Judge, Rubric, RubricKind, Verdict
 from evaltui.store import Store
-from evaltui.store.verdicts import answered, write_verdicts
+from evaltui.store.verdicts import tally, write_verdicts
 
 
 class JudgeRunError(EvaltuiError):
@@ -50,6 +54,13 @@ class Call:
 
     case: Case
     swapped: bool = False
+    stored: int | None = None
+    """Verdicts already stored for this call when it was planned (None: not known)."""
+
+    @property
+    def key(self) -> tuple[str, bool]:
+        """The call as the project knows it: case id and order."""
+        return (self.case.id, self.swapped)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,18 @@ class RunOptions:
     """Base of the exponential backoff, in seconds (full jitter)."""
     max_backoff: float = 60.0
     """No single wait is longer than this, Retry-After included."""
+    claim_poll: float = 1.0
+    """Seconds between looks at calls another run is answering."""
+
+    @property
+    def claim_ttl(self) -> float:
+        """Seconds a claim on a call holds: three times the longest one call can take, and a minute.
+
+        A call claimed waits behind at most a chunk and a half of calls before it
+        is asked, so its claim outlives the slowest call with room to spare.
+        """
+        longest = self.timeout * (self.retries + 1) + self.max_backoff * self.retries
+        return 3 * longest + 60
 
 
 @dataclass
@@ -74,14 +97,25 @@ class Progress:
 
     total: int
     done: int = 0
+    """Verdicts this run stored."""
     errors: int = 0
     cost_usd: float = 0.0
     cost_unknown: int = 0
     """Verdicts whose cost litellm could not price (a self-hosted model, say)."""
     retries: int = 0
+    elsewhere: int = 0
+    """Calls another run answered while this one waited for them (not paid for here)."""
+    waiting: int = 0
+    """Calls another run is answering at the moment, that this run waits for."""
+
+    @property
+    def finished(self) -> int:
+        """Calls answered so far, by this run or another."""
+        return self.done + self.elsewhere
 
 
 VerdictCallback = Callable[[Verdict, Progress], None]
+ProgressCallback = Callable[[Progress], None]
 
 
 def load_litellm() -> ModuleType:
@@ -98,15 +132,17 @@ def plan(
     store: Store, judge: Judge, rubric: Rubric, cases: Sequence[Case], *, retry_errors: bool = False
 ) -> list[Call]:
     """The calls still to make: pairwise rubrics ask both orders, stored verdicts are skipped."""
-    done = answered(store, judge.version, errors=not retry_errors)
+    found = tally(store, judge.version)
     orders = (False, True) if rubric.kind is RubricKind.pairwise else (False,)
-    return [
-        Call(case, swapped)
-        for case in cases
-        if case.id not in judge.few_shot
-        for swapped in orders
-        if (case.id, swapped) not in done
-    ]
+    calls = []
+    for case in cases:
+        if case.id in judge.few_shot:
+            continue
+        for swapped in orders:
+            count, answered = found.get((case.id, swapped), (0, False))
+            if count == 0 or (retry_errors and not answered):
+                calls.append(Call(case, swapped, count))
+    return calls
 
 
 async def run(
@@ -118,13 +154,19 @@ async def run(
     options: RunOptions | None = None,
     examples: Sequence[tuple[Case, str]] = (),
     on_verdict: VerdictCallback | None = None,
+    on_wait: ProgressCallback | None = None,
 ) -> Progress:
     """Make the calls, storing each verdict as it arrives; return the totals.
 
     The judge itself is not stored here: defining a project's judges is the
     caller's choice (`gate --run` stores verdicts of a file's judge without it).
-    Cancelling the task running this drops the calls in flight (nothing is
-    stored for them) and keeps every verdict already stored.
+    Each call is claimed in the project before it is made. A call another run
+    claimed first is left to it, and waited for: `on_verdict` is called for
+    each verdict this run stores and each one another run stored for a call
+    this run waited on (counted as `elsewhere`); `on_wait` whenever the number
+    of calls waited for changes. Cancelling the task running this drops the
+    calls in flight (nothing is stored for them), keeps every verdict already
+    stored and releases the claims.
     """
     options = options or RunOptions()
     if judge.source is not None:
@@ -133,31 +175,54 @@ async def run(
         )
     check_params(judge.params, f"judge {judge.name!r}: params.")
     check_template(judge.prompt)  # a version stored before templates were checked as strictly
-    progress = Progress(total=len(calls))
-    if not calls:
+    by_key = {call.key: call for call in calls}  # a call listed twice is made once
+    progress = Progress(total=len(by_key))
+    if not by_key:
         return progress  # everything is cached: no need to load litellm
     check_secrets()
     litellm = await asyncio.to_thread(load_litellm)
-    queue: asyncio.Queue[Call] = asyncio.Queue()
-    for call in calls:
-        queue.put_nowait(call)
+    before = {key: call.stored for key, call in by_key.items() if call.stored is not None}
+    if len(before) < len(by_key):
+        found = await asyncio.to_thread(tally, store, judge.version)
+        before = {key: found.get(key, (0, False))[0] for key in by_key} | before
     caller = _Caller(litellm, judge, rubric, options, examples, progress)
     writer = _Writer(store, progress, on_verdict)
+    workers = max(1, min(options.concurrency, len(by_key)))
+
+    def answered_elsewhere(verdict: Verdict) -> None:
+        progress.elsewhere += 1
+        if on_verdict is not None:
+            on_verdict(verdict, progress)
+
+    def waiting(count: int) -> None:
+        progress.waiting = count
+        if on_wait is not None:
+            on_wait(progress)
+
+    claims = Claims(store, judge.version, before, options.claim_ttl)
+    queue = ClaimQueue(
+        claims, list(by_key), workers=workers, poll=options.claim_poll,
+        on_answered=answered_elsewhere, on_wait=waiting,
+    )  # fmt: skip
 
     async def worker() -> None:
-        while not queue.empty() and writer.healthy:
-            call = queue.get_nowait()
-            writer.put(await caller.verdict(call))
+        while writer.healthy and (key := await queue.next()) is not None:
+            writer.put(await caller.verdict(by_key[key]))
 
     try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, min(options.concurrency, len(calls)))):
+            for _ in range(workers):
                 group.create_task(worker())
     except* EvaltuiError as failed:
         raise failed.exceptions[0] from None
     finally:
-        # Answers already received are stored even when the run is cancelled.
-        await writer.finish()
+        # Answers already received are stored even when the run is cancelled;
+        # then the claims go, so a call left unanswered is free for another run.
+        try:
+            await writer.finish()
+        finally:
+            await queue.close()
+    queue.check()
     return progress
 
 

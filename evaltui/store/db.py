@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import duckdb
 from evaltui.errors import DiskFull, ProjectLocked, SchemaError
 from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
 
+_IGNORE_TRIES = 20
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded")
 _UNWRITTEN = re.compile(r'Could not write file "(?P<file>[^"]*)"')
@@ -233,6 +235,26 @@ def migrate(
             cur.execute("ROLLBACK")
             raise
     return max(version, target)
+
+
+def insert_or_ignore(cur: Cursor, sql: str, params: Sequence[object]) -> None:
+    """Run an `INSERT OR IGNORE`, again when another writer inserted the same key meanwhile.
+
+    A key that a statement running at the same time inserts is not ignored:
+    DuckDB fails one of the two statements whole on a duplicate key (at commit
+    on a file, at once on a server), and run again it ignores the key. For a
+    statement on its own: inside a transaction the failure ends the transaction.
+    """
+    pause = 0.005
+    for tries_left in range(_IGNORE_TRIES - 1, -1, -1):
+        try:
+            cur.execute(sql, list(params))
+            return
+        except duckdb.Error as error:  # the server backing passes the server's error on
+            if "duplicate key" not in str(error).lower() or not tries_left:
+                raise
+        time.sleep(pause)  # the other statement commits meanwhile
+        pause = min(2 * pause, 0.2)
 
 
 @contextmanager

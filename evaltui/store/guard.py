@@ -53,7 +53,7 @@ APPEND_TABLES = (
     "failure_mode_links",
     "judges",
     "verdicts",
-    "verdict_claims",
+    "judge_claims",
     "judge_splits",
     "test_views",
 )

@@ -17,6 +17,7 @@ from evaltui.store.db import (
     FileConnection,
     connect,
     export_disk_full,
+    insert_or_ignore,
     migrate,
     now,
     transaction,
@@ -298,12 +299,16 @@ class Store:
     # Judges --------------------------------------------------------------
 
     def save_judge(self, judge: Judge) -> bool:
-        """Store a judge version; False when that version is already stored."""
+        """Store a judge version; False when that version is already stored.
+
+        Two processes saving the same new version at once both succeed (one row).
+        """
         cur = self.cursor()
         if cur.execute("SELECT 1 FROM judges WHERE version = ?", [judge.version]).fetchone():
             return False
-        cur.execute(
-            "INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        insert_or_ignore(
+            cur,
+            "INSERT OR IGNORE INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 judge.version,
                 judge.rubric,

@@ -196,6 +196,33 @@ MIGRATIONS: list[Migration] = [
             EXISTS (SELECT 1 FROM team_tokens WHERE token_sha256 = sha256(presented_token))
         )""",
     ],
+    # 8: claims on judge calls, so that runs at once (over a served project) never
+    # ask for the same verdict twice. Append-only: a call's state is its row with the
+    # highest attempt; taking over an expired claim, or releasing one, adds a row.
+    [
+        """CREATE TABLE judge_claims (
+            judge_version VARCHAR NOT NULL,
+            case_id VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            attempt INTEGER NOT NULL,
+            claimant VARCHAR NOT NULL,
+            host VARCHAR NOT NULL,
+            pid BIGINT NOT NULL,
+            released BOOLEAN NOT NULL,
+            verdicts INTEGER NOT NULL,
+            claimed_at TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (judge_version, case_id, swapped, attempt)
+        )""",
+    ],
+    # 9: the token check leaves the file. `evaltui serve` makes its checks in an
+    # in-memory catalog of its own, where no client can replace them; a macro in
+    # the file could be replaced by anyone who could write to it, and outlived a
+    # restart. (Either kind of macro, in case one was put in its place.)
+    [
+        "DROP MACRO IF EXISTS evaltui_token_ok",
+        "DROP MACRO TABLE IF EXISTS evaltui_token_ok",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from evaltui.errors import InvalidInput, NotFound
 from evaltui.models import Judge, Verdict
-from evaltui.store.db import Cursor, now
+from evaltui.store.db import Cursor, insert_or_ignore, now
 from evaltui.store.project import Store
 
 Split = Literal["train", "dev", "test"]
@@ -88,35 +88,58 @@ def _insert(cur: Cursor, verdicts: Sequence[Verdict]) -> None:
         )
 
 
+_LATEST = "QUALIFY row_number() OVER (PARTITION BY case_id, swapped ORDER BY created_at DESC) = 1 "
+
+
 def verdicts(store: Store, judge_version: str) -> list[Verdict]:
     """Every stored verdict of a judge version (the latest per case and order)."""
     rows = (
         store.cursor()
         .execute(
             f"SELECT {_COLUMNS} FROM verdicts WHERE judge_version = ? "
-            "QUALIFY row_number() OVER (PARTITION BY case_id, swapped ORDER BY created_at DESC) = 1 "
-            "ORDER BY case_id, swapped",
+            + _LATEST
+            + "ORDER BY case_id, swapped",
             [judge_version],
         )
         .fetchall()
     )
-    return [
-        Verdict(
-            judge_version=r[0],
-            case_id=r[1],
-            swapped=r[2],
-            value=r[3],
-            critique=r[4],
-            raw=r[5],
-            error=r[6],
-            prompt_tokens=r[7],
-            completion_tokens=r[8],
-            cost_usd=r[9],
-            latency_ms=r[10],
-            created_at=r[11],
+    return [_verdict(r) for r in rows]
+
+
+def latest_verdicts(
+    store: Store, judge_version: str, calls: Sequence[tuple[str, bool]]
+) -> list[Verdict]:
+    """The latest stored verdict of each (case id, swapped) call that has one."""
+    if not calls:
+        return []
+    wanted = set(calls)
+    rows = (
+        store.cursor()
+        .execute(
+            f"SELECT {_COLUMNS} FROM verdicts WHERE judge_version = ? "
+            "AND case_id IN (SELECT unnest(?::VARCHAR[])) " + _LATEST,
+            [judge_version, sorted({c[0] for c in wanted})],
         )
-        for r in rows
-    ]
+        .fetchall()
+    )
+    return [_verdict(r) for r in rows if (r[1], bool(r[2])) in wanted]
+
+
+def _verdict(r: tuple[Any, ...]) -> Verdict:
+    return Verdict(
+        judge_version=r[0],
+        case_id=r[1],
+        swapped=r[2],
+        value=r[3],
+        critique=r[4],
+        raw=r[5],
+        error=r[6],
+        prompt_tokens=r[7],
+        completion_tokens=r[8],
+        cost_usd=r[9],
+        latency_ms=r[10],
+        created_at=r[11],
+    )
 
 
 def answered(store: Store, judge_version: str, *, errors: bool = True) -> set[tuple[str, bool]]:
@@ -130,6 +153,21 @@ def answered(store: Store, judge_version: str, *, errors: bool = True) -> set[tu
         sql += " GROUP BY case_id, swapped HAVING bool_or(value IS NOT NULL)"
     rows = store.cursor().execute(sql, [judge_version]).fetchall()
     return {(r[0], bool(r[1])) for r in rows}
+
+
+def tally(store: Store, judge_version: str) -> dict[tuple[str, bool], tuple[int, bool]]:
+    """Each answered (case id, swapped) call of a judge version: its verdict count, and
+    whether any of its verdicts is not an error."""
+    rows = (
+        store.cursor()
+        .execute(
+            "SELECT case_id, swapped, count(*), bool_or(value IS NOT NULL) FROM verdicts "
+            "WHERE judge_version = ? GROUP BY case_id, swapped",
+            [judge_version],
+        )
+        .fetchall()
+    )
+    return {(r[0], bool(r[1])): (int(r[2]), bool(r[3])) for r in rows}
 
 
 def get_judge(store: Store, rubric: str, name: str | None = None) -> Judge:
@@ -164,13 +202,19 @@ def judge_by_version(store: Store, rubric: str, version: str) -> Judge:
 
 
 def split_seed(store: Store, rubric: str, seed: int) -> int:
-    """The rubric's split seed, locking `seed` in on first use; later calls return the locked one."""
+    """The rubric's split seed, locking `seed` in on first use; later calls return the locked one.
+
+    Of two processes locking a seed at once, the first one in wins for both.
+    """
     cur = store.cursor()
     row = cur.execute("SELECT seed FROM judge_splits WHERE rubric = ?", [rubric]).fetchone()
-    if row is not None:
-        return int(row[0])
-    cur.execute("INSERT INTO judge_splits VALUES (?, ?, ?)", [rubric, seed, now()])
-    return seed
+    if row is None:
+        insert_or_ignore(
+            cur, "INSERT OR IGNORE INTO judge_splits VALUES (?, ?, ?)", [rubric, seed, now()]
+        )
+        row = cur.execute("SELECT seed FROM judge_splits WHERE rubric = ?", [rubric]).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def split_of(case_id: str, seed: int) -> Split:

@@ -40,14 +40,18 @@ from evaltui.ui.guard import guarded, notice, show_error
 
 
 class VerdictStored(Message):
-    """A run stored one more verdict."""
+    """A run has one more verdict (its own, or another run's), or waits for other runs."""
 
-    def __init__(self, done: int, total: int, errors: int, cost_usd: float) -> None:
+    def __init__(
+        self, done: int, total: int, errors: int, cost_usd: float, waiting: int = 0
+    ) -> None:
         super().__init__()
         self.done = done
         self.total = total
         self.errors = errors
         self.cost_usd = cost_usd
+        self.waiting = waiting
+        """Calls another run is making, that this run waits for."""
 
 
 class JudgeScreen(Screen[None]):
@@ -211,7 +215,7 @@ class JudgeScreen(Screen[None]):
         from evaltui.judge.runner import Progress, RunOptions, run
 
         def stored(_: Any, p: Progress) -> None:
-            self.post_message(VerdictStored(p.done, p.total, p.errors, p.cost_usd))
+            self.post_message(VerdictStored(p.finished, p.total, p.errors, p.cost_usd, p.waiting))
 
         await run(
             self.store,
@@ -221,14 +225,16 @@ class JudgeScreen(Screen[None]):
             options=RunOptions(concurrency=self.concurrency),
             examples=examples,
             on_verdict=stored,
+            on_wait=lambda p: stored(None, p),
         )
 
     @guarded
     def on_verdict_stored(self, message: VerdictStored) -> None:
         self.query_one("#judge-progress", ProgressBar).update(progress=message.done)
+        waiting = f" · {message.waiting} being made by another run" if message.waiting else ""
         self._status(
             f"{message.done}/{message.total} verdicts · {message.errors} error(s) · "
-            f"${message.cost_usd:.4f} so far · Esc cancels"
+            f"${message.cost_usd:.4f} so far{waiting} · Esc cancels"
         )
         if message.done % max(1, message.total // 10) == 0:
             self.refresh_figures()
