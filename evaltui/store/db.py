@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import duckdb
 
 from evaltui.errors import ProjectLocked, SchemaError
+from evaltui.files import check_project_file
 from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
@@ -108,6 +109,7 @@ def locked_message(path: Path, error: duckdb.Error) -> str:
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file at `path`, turning a lock held elsewhere into ProjectLocked."""
     target = str(path)
+    check_project_file(path)  # a named pipe would block DuckDB's open
     try:
         return duckdb.connect(target, read_only=read_only)
     except duckdb.IOException as error:
