@@ -1197,39 +1197,31 @@ SPECIAL = {
 }
 
 
+READERS = {
+    "import": "import input.jsonl --db DB",
+    "labels-import": "labels import input.jsonl --db DB --rater ann --rubric ok",
+    "judge-import": "judge import input.jsonl --db DB --rubric ok --judge j --model m",
+    "rubric-import": "rubric import input.toml --db DB",
+    "config": "--config input.toml label --rubric ok --db DB",
+    "prompt-file": "judge set --db DB --rubric ok --model m --prompt-file input.txt",
+}
+"""Every command that reads a file the user names, with that file as `input.*`."""
+
+
 @pytest.mark.parametrize("kind", sorted(SPECIAL))
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("import", "{f}", "--db", "{db}"),
-        ("labels", "import", "{f}", "--db", "{db}", "--rater", "ann", "--rubric", "ok"),
-        (
-            "judge",
-            "import",
-            "{f}",
-            "--db",
-            "{db}",
-            "--rubric",
-            "ok",
-            "--judge",
-            "j",
-            "--model",
-            "m",
-        ),
-        ("rubric", "import", "{f}", "--db", "{db}"),
-        ("--config", "{f}", "label", "--rubric", "ok", "--db", "{db}"),
-    ],
-    ids=["import", "labels-import", "judge-import", "rubric-import", "config"],
-)
+@pytest.mark.parametrize("reader", sorted(READERS))
 def test_only_regular_files_are_read(
-    tmp_path: Path, labelled: Path, kind: str, command: tuple[str, ...]
+    tmp_path: Path, labelled: Path, run: Cli, kind: str, reader: str
 ) -> None:
-    suffix = ".toml" if command[0] in ("rubric", "--config") else ".jsonl"
-    f = special_file(tmp_path, kind, f"input{suffix}")
-    args = [part.format(f=f, db=labelled) for part in command]
-    proc = run_briefly(*args, cwd=tmp_path)
-    assert_script_refused(proc, f"{f}: {SPECIAL[kind]}")
-    assert case_count(labelled) == 4
+    words = READERS[reader].split()
+    name = next(word for word in words if word.startswith("input."))
+    f = special_file(tmp_path, kind, name)
+    args = [str(f) if word == name else str(labelled) if word == "DB" else word for word in words]
+    if kind == "fifo":  # in a child process, so that a read that blocks fails the test
+        proc = run_briefly(*args, cwd=tmp_path)
+        assert_script_refused(proc, f"{f}: {SPECIAL[kind]}")
+    else:
+        assert_refused(run(*args), labelled, f"{f}: {SPECIAL[kind]}", cases=4)
     assert label_rows(labelled) == 1
 
 
