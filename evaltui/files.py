@@ -55,7 +55,7 @@ def check_file(path: Path, *, limit: int = DATA_LIMIT, what: str = "an import fi
         )
     if info.st_size > limit:
         raise InvalidInput(
-            f"{path}: is {_size(info.st_size)}, over the {_size(limit)} limit for {what}"
+            f"{path}: is {info.st_size:,} bytes, over the {_size(limit)} limit for {what}"
         )
     return Stamp.of(info)
 

@@ -1233,7 +1233,9 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(
     with f.open("wb") as out:
         out.truncate(2 * 1024**3 + 1)  # sparse: no disk used, and nothing reads it
     result = run("import", f, "--db", project)
-    assert_refused(result, project, f"{f}: is 2 GiB, over the 2 GiB limit for an import file")
+    assert_refused(
+        result, project, f"{f}: is 2,147,483,649 bytes, over the 2 GiB limit for an import file"
+    )
 
 
 def test_a_toml_file_over_its_size_limit_is_refused(
@@ -1243,7 +1245,9 @@ def test_a_toml_file_over_its_size_limit_is_refused(
     with f.open("wb") as out:
         out.truncate(16 * 1024**2 + 1)
     result = run("rubric", "import", f, "--db", project)
-    assert_refused(result, project, f"{f}: is 16 MiB, over the 16 MiB limit for a rubric TOML")
+    assert_refused(
+        result, project, f"{f}: is 16,777,217 bytes, over the 16 MiB limit for a rubric TOML file"
+    )
 
 
 @pytest.mark.parametrize("where", ["file", "wal"])
