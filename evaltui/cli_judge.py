@@ -12,6 +12,7 @@ from typing import Any
 
 from evaltui.cli_store import open_store
 from evaltui.errors import InvalidInput
+from evaltui.files import TEXT_LIMIT, check_file
 from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric
 from evaltui.store import Store
@@ -208,6 +209,7 @@ def _set(args: argparse.Namespace) -> int:
     with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         if args.prompt_file is not None:
+            check_file(args.prompt_file, limit=TEXT_LIMIT, what="a prompt file")
             try:
                 prompt = args.prompt_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:

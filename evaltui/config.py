@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaltui.errors import InvalidInput
+from evaltui.files import TEXT_LIMIT, check_file
 
 
 def default_path() -> Path:
@@ -60,6 +61,7 @@ def load(path: Path | None = None) -> Config:
         if explicit:
             raise InvalidInput(f"{path}: no such config file")
         return Config()
+    check_file(path, limit=TEXT_LIMIT, what="a config file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

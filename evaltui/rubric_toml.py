@@ -15,6 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaltui.errors import EvaltuiError, InvalidInput
+from evaltui.files import TEXT_LIMIT, check_file
 from evaltui.judge.prompt import check_template
 from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
@@ -188,6 +189,7 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
 def load(path: Path | str) -> RubricFile:
     """Read a rubric TOML file."""
     path = Path(path)
+    check_file(path, limit=TEXT_LIMIT, what="a rubric TOML file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1159,3 +1160,455 @@ def test_csv_line_number_after_multiline_cell(tmp_path: Path, project: Path, run
     result = run("import", f, "--db", project)
     assert_refused(result, project, "field 'output': is missing or null")
     assert f"{f}: line 5:" in result.err or f"{f}: row 2:" in result.err, result.err
+
+
+# Files that are not plain files, too large, or changing ------------------------
+
+
+def run_briefly(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script, given little time: a read that blocks or never ends fails the test."""
+    env = {k: v for k, v in os.environ.items() if k != "EVALTUI_DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "evaltui", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=20,
+        check=False,
+    )
+
+
+def special_file(folder: Path, kind: str, name: str) -> Path:
+    path = folder / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # a name the importer accepts, for a file without end
+    else:
+        path.mkdir()
+    return path
+
+
+SPECIAL = {
+    "fifo": "is a named pipe (FIFO), not a regular file",
+    "device": "is a character device, not a regular file",
+    "folder": "is a folder, not a file",
+}
+
+
+READERS = {
+    "import": "import input.jsonl --db DB",
+    "labels-import": "labels import input.jsonl --db DB --rater ann --rubric ok",
+    "judge-import": "judge import input.jsonl --db DB --rubric ok --judge j --model m",
+    "rubric-import": "rubric import input.toml --db DB",
+    "config": "--config input.toml label --rubric ok --db DB",
+    "prompt-file": "judge set --db DB --rubric ok --model m --prompt-file input.txt",
+}
+"""Every command that reads a file the user names, with that file as `input.*`."""
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL))
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_only_regular_files_are_read(
+    tmp_path: Path, labelled: Path, run: Cli, kind: str, reader: str
+) -> None:
+    words = READERS[reader].split()
+    name = next(word for word in words if word.startswith("input."))
+    f = special_file(tmp_path, kind, name)
+    args = [str(f) if word == name else str(labelled) if word == "DB" else word for word in words]
+    if kind == "fifo":  # in a child process, so that a read that blocks fails the test
+        proc = run_briefly(*args, cwd=tmp_path)
+        assert_script_refused(proc, f"{f}: {SPECIAL[kind]}")
+    else:
+        assert_refused(run(*args), labelled, f"{f}: {SPECIAL[kind]}", cases=4)
+    assert label_rows(labelled) == 1
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(
+    tmp_path: Path, project: Path, run: Cli, suffix: str
+) -> None:
+    f = tmp_path / f"huge{suffix}"
+    with f.open("wb") as out:
+        out.truncate(2 * 1024**3 + 1)  # sparse: no disk used, and nothing reads it
+    result = run("import", f, "--db", project)
+    assert_refused(
+        result, project, f"{f}: is 2,147,483,649 bytes, over the 2 GiB limit for an import file"
+    )
+
+
+def test_a_toml_file_over_its_size_limit_is_refused(
+    tmp_path: Path, project: Path, run: Cli
+) -> None:
+    f = tmp_path / "rubric.toml"
+    with f.open("wb") as out:
+        out.truncate(16 * 1024**2 + 1)
+    result = run("rubric", "import", f, "--db", project)
+    assert_refused(
+        result, project, f"{f}: is 16,777,217 bytes, over the 16 MiB limit for a rubric TOML file"
+    )
+
+
+@pytest.mark.parametrize("where", ["file", "wal"])
+@pytest.mark.parametrize("command", ["init", "import"])
+def test_a_named_pipe_as_project_is_refused_before_duckdb_opens_it(
+    tmp_path: Path, where: str, command: str
+) -> None:
+    db = tmp_path / "project.duckdb"
+    if where == "file":
+        os.mkfifo(db)
+        pipe = db
+    else:
+        assert main(["init", str(db)]) == 0
+        pipe = db.with_name(db.name + ".wal")
+        pipe.unlink(missing_ok=True)
+        os.mkfifo(pipe)
+    good = write_lines(tmp_path / "good.jsonl", GOOD)
+    args = ["init", db] if command == "init" else ["import", good, "--db", db]
+    proc = run_briefly(*args, cwd=tmp_path)
+    assert_script_refused(proc, f"{pipe}: is a named pipe (FIFO), not a regular file")
+
+
+def test_a_folder_as_project_is_refused(tmp_path: Path, run: Cli) -> None:
+    folder = tmp_path / "project.duckdb"
+    folder.mkdir()
+    good = write_lines(tmp_path / "good.jsonl", GOOD)
+    result = run("import", good, "--db", folder)
+    assert result.code == 1
+    assert result.err.strip() == f"evaltui: {folder}: is a folder, not a project file"
+
+
+class _TruncateAfterInsert:
+    """A store cursor that truncates a file right after the import's INSERT has read it."""
+
+    def __init__(self, cursor: Any, path: Path, keep: int) -> None:
+        self._cursor = cursor
+        self._path = path
+        self._keep = keep
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        result = self._cursor.execute(sql, params)
+        if sql.lstrip().startswith("INSERT INTO cases"):
+            with self._path.open("r+b") as f:
+                f.truncate(self._keep)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "line-end"])
+@pytest.mark.parametrize("path", ["fast", "careful"])
+def test_a_file_truncated_during_import_imports_nothing(
+    tmp_path: Path, project: Path, run: Cli, monkeypatch: pytest.MonkeyPatch, cut: str, path: str
+) -> None:
+    records: list[dict[str, Any]] = [ok(i) for i in range(1, 6)]
+    if path == "careful":  # a transcript is checked message by message, in Python
+        records[0] = {"id": "n1", "messages": [{"role": "user", "content": "hi"}], "output": "a"}
+    f = write_lines(tmp_path / "cases.jsonl", records)
+    first_two = len(b"".join(f.read_bytes().splitlines(keepends=True)[:2]))
+    keep = first_two + (10 if cut == "mid-line" else 0)
+    real = Store.transaction
+
+    @contextmanager
+    def truncating(self: Store) -> Iterator[Any]:
+        with real(self) as cur:
+            yield _TruncateAfterInsert(cur, f, keep)
+
+    monkeypatch.setattr(Store, "transaction", truncating)
+    result = run("import", f, "--db", project)
+    monkeypatch.undo()
+    assert_refused(
+        result, project, f"{f}: the file changed while it was being read; nothing was imported"
+    )
+
+
+def test_a_file_changed_between_the_check_and_the_read_imports_nothing(
+    tmp_path: Path, project: Path, run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evaltui.ingest.cases as cases
+
+    f = write_lines(tmp_path / "cases.jsonl", [ok(1), ok(2)])
+    real = cases.check_input_file
+
+    def check_then_append(path: Path) -> Any:
+        checked = real(path)
+        with path.open("ab") as out:
+            out.write(json.dumps(ok(3)).encode() + b"\n")
+        return checked
+
+    monkeypatch.setattr(cases, "check_input_file", check_then_append)
+    result = run("import", f, "--db", project)
+    monkeypatch.undo()
+    assert_refused(result, project, f"{f}: the file changed while it was being read")
+
+
+def test_labels_file_changed_while_read_imports_nothing(
+    tmp_path: Path, labelled: Path, run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evaltui.ingest.labels as labels
+
+    f = write_lines(tmp_path / "l.jsonl", [{"case_id": "c1", "label": "pass"}])
+    real = labels.check_input_file
+
+    def check_then_append(path: Path) -> Any:
+        checked = real(path)
+        with path.open("ab") as out:
+            out.write(b'{"case_id": "c2", "label": "fail"}\n')
+        return checked
+
+    monkeypatch.setattr(labels, "check_input_file", check_then_append)
+    result = run("labels", "import", f, "--db", labelled, "--rater", "bob", "--rubric", "ok")
+    monkeypatch.undo()
+    assert_labels_refused(result, labelled, f"{f}: the file changed while it was being read")
+
+
+# JSON nested too deeply ----------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    """JSON text of `depth` levels, alternating arrays and objects."""
+    opening = "".join("[" if level % 2 else '{"k": ' for level in range(depth))
+    closing = "".join("]" if level % 2 else "}" for level in reversed(range(depth)))
+    return opening + "1" + closing
+
+
+def deep_record(depth: int, number: int = 3) -> str:
+    """A JSONL record whose metadata makes the whole record `depth` levels deep."""
+    return f'{{"id": "n{number}", "input": "q", "output": "a", "metadata": {nested(depth - 1)}}}'
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "line"),
+    [
+        ("cases.jsonl", "\n".join([json.dumps(ok(1)), json.dumps(ok(2)), deep_record(10_000)]), 3),
+        (
+            "cases.json",
+            "[\n" + json.dumps(ok(1)) + ",\n" + deep_record(10_000)[:-1] + ', "x": 1}\n]',
+            3,
+        ),
+        ("cases.json", "[" * 10_000 + "]" * 10_000, 1),
+    ],
+    ids=["jsonl", "json-array", "bare-array"],
+)
+def test_script_json_nested_10000_deep_is_refused_not_a_crash(
+    tmp_path: Path, project: Path, name: str, body: str, line: int
+) -> None:
+    f = tmp_path / name
+    f.write_text(body + "\n", encoding="utf-8")
+    proc = run_script("import", f, "--db", project, cwd=tmp_path)
+    assert_script_refused(
+        proc,
+        f"{f}: line {line}: JSON nested more than 64 levels deep, the most evaltui reads",
+        "nothing was imported",
+    )
+    assert case_count(project) == 2
+
+
+def test_script_csv_metadata_cell_nested_deeply_is_refused_not_a_crash(
+    tmp_path: Path, project: Path
+) -> None:
+    # DuckDB's json_merge_patch (metadata with extra columns) crashes on this one.
+    deep = "[" * 400_000 + "]" * 400_000
+    f = write_csv(
+        tmp_path / "cases.csv", f'id,input,output,metadata,extra\nd1,q,a,"{{""k"": {deep}}}",e\n'
+    )
+    proc = run_script("import", f, "--db", project, cwd=tmp_path)
+    assert_script_refused(
+        proc, "field 'metadata': JSON nested more than 64 levels deep", "nothing was imported"
+    )
+    assert case_count(project) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "good", "deep"),
+    [
+        ("id,input,output,metadata", "{}", nested(65)),
+        ("id,output,messages", '[{"role": "user", "content": "hi"}]', "[" + nested(64) + "]"),
+    ],
+    ids=["metadata", "messages"],
+)
+def test_csv_json_cell_nested_past_the_limit_names_line_and_field(
+    tmp_path: Path, project: Path, run: Cli, header: str, good: str, deep: str
+) -> None:
+    field = header.rsplit(",", 1)[1]
+    rows = [header] + [
+        ",".join(["d" + str(n), *(["q"] if "input" in header else []), "a", f'"{cell}"'])
+        for n, cell in ((1, good.replace('"', '""')), (2, deep.replace('"', '""')))
+    ]
+    f = write_csv(tmp_path / "cases.csv", "\n".join(rows) + "\n")
+    result = run("import", f, "--db", project)
+    assert_refused(
+        result, project, f"{f}: line 3: field {field!r}: JSON nested more than 64 levels deep"
+    )
+
+
+def test_json_nested_exactly_to_the_limit_imports(tmp_path: Path, project: Path, run: Cli) -> None:
+    f = tmp_path / "cases.jsonl"
+    f.write_text(deep_record(64) + "\n", encoding="utf-8")
+    assert run("import", f, "--db", project).code == 0
+    assert case_count(project) == 3
+    f.write_text(deep_record(65, number=4) + "\n", encoding="utf-8")
+    assert_refused(run("import", f, "--db", project), project, f"{f}: line 1: JSON nested", cases=3)
+
+
+def test_brackets_inside_strings_do_not_count(tmp_path: Path, project: Path, run: Cli) -> None:
+    text = "[{" * 500 + ' \\" ' + "}]" * 10  # code-like output, with an escaped quote
+    records = [
+        {"id": "s1", "input": "q", "output": text},
+        {
+            "id": "s2",
+            "input": "q",
+            "output": "a",
+            "metadata": {"items": [{"i": i} for i in range(100)]},
+        },
+    ]
+    f = write_lines(tmp_path / "cases.jsonl", records)
+    assert run("import", f, "--db", project).code == 0
+    c = write_csv(
+        tmp_path / "cases.csv",
+        'id,input,output,metadata\ns3,q,a,"{""list"": [' + ", ".join(["{}"] * 100) + ']}"\n',
+    )
+    assert run("import", c, "--db", project).code == 0
+    with Store.open(project) as store:
+        assert store.get_case("s1").output == text
+        assert len(store.get_case("s3").metadata["list"]) == 100
+    assert case_count(project) == 5
+
+
+def test_labels_import_refuses_json_nested_too_deeply(
+    tmp_path: Path, labelled: Path, run: Cli
+) -> None:
+    f = tmp_path / "l.jsonl"
+    f.write_text('{"case_id": "c1", "label": "pass", "note": ' + nested(1000) + "}\n")
+    result = run("labels", "import", f, "--db", labelled, "--rater", "bob", "--rubric", "ok")
+    assert_labels_refused(result, labelled, f"{f}: line 1: JSON nested more than 64 levels deep")
+
+
+def test_json_document_nested_across_lines_is_not_a_crash(
+    tmp_path: Path, project: Path, run: Cli
+) -> None:
+    # A .json file not starting with `[` is read as lines, then parsed whole to explain itself.
+    f = tmp_path / "cases.json"
+    f.write_text('{"k":\n' + "[\n" * 5000 + "]\n" * 5000 + "}\n", encoding="utf-8")
+    result = run("import", f, "--db", project)
+    assert_refused(result, project, f"{f}: line 1: malformed JSON", "nothing was imported")
+
+
+# Text that is not text: lone surrogates and invalid UTF-8 -------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('{"id": "n2", "input": "\\ud800", "output": "a"}', "input"),
+        ('{"id": "n2", "input": "q", "output": "half \\udc00 pair"}', "output"),
+        ('{"id": "n2", "input": "q", "output": "a", "metadata": {"m": ["\\uDBFF"]}}', "metadata"),
+        ('{"id": "n2", "input": "q", "output": "a", "\\ud800": 1}', "\\ud800"),
+    ],
+    ids=["input", "low-surrogate", "nested-metadata", "column-name"],
+)
+def test_jsonl_lone_surrogate_names_line_and_field(
+    tmp_path: Path, project: Path, run: Cli, line: str, field: str
+) -> None:
+    f = write_lines(tmp_path / "cases.jsonl", [ok(1), line, ok(3)])
+    result = run("import", f, "--db", project)
+    assert_refused(
+        result, project, f"{f}: line 2: field ", "not valid UTF-8 text (a lone surrogate \\u"
+    )
+    assert field in result.err
+    assert "internal error" not in result.err
+
+
+def test_json_array_lone_surrogate_names_record_and_field(
+    tmp_path: Path, project: Path, run: Cli
+) -> None:
+    f = tmp_path / "cases.json"
+    f.write_text(
+        '[{"id": "n1", "input": "q", "output": "a"},\n{"id": "n2", "input": "\\ud800", "output": "a"}]'
+    )
+    result = run("import", f, "--db", project)
+    assert_refused(
+        result,
+        project,
+        f"{f}: record 2: field 'input': not valid UTF-8 text (a lone surrogate \\ud800)",
+        "nothing was imported",
+    )
+
+
+def test_csv_json_cell_with_lone_surrogate_names_line_and_field(
+    tmp_path: Path, project: Path, run: Cli
+) -> None:
+    f = write_csv(
+        tmp_path / "cases.csv",
+        'id,input,output,metadata\nn1,q,a,{}\nn2,q,a,"{""m"": ""\\ud800""}"\n',
+    )
+    result = run("import", f, "--db", project)
+    assert_refused(
+        result,
+        project,
+        f"{f}: line 3: field 'metadata': not valid UTF-8 text (a lone surrogate \\ud800)",
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"caf\xe9", b"\xed\xa0\x80", b"half \xe2\x82"],
+    ids=["latin-1", "utf8-encoded-surrogate", "truncated-sequence"],
+)
+def test_csv_invalid_utf8_names_the_line(
+    tmp_path: Path, project: Path, run: Cli, bad: bytes
+) -> None:
+    f = tmp_path / "cases.csv"
+    f.write_bytes(b"id,input,output\nn1,q,a\nn2,q," + bad + b"\nn3,q,a\n")
+    result = run("import", f, "--db", project)
+    assert_refused(result, project, f"{f}: line 3: not valid UTF-8 (byte ", "nothing was imported")
+
+
+def test_jsonl_utf8_encoded_surrogate_is_not_valid_utf8(
+    tmp_path: Path, project: Path, run: Cli
+) -> None:
+    f = write_lines(
+        tmp_path / "cases.jsonl", [ok(1), b'{"id": "n2", "input": "\xed\xa0\x80", "output": "a"}']
+    )
+    result = run("import", f, "--db", project)
+    assert_refused(result, project, f"{f}: line 2: not valid UTF-8")
+
+
+def test_skip_invalid_skips_a_lone_surrogate(tmp_path: Path, project: Path, run: Cli) -> None:
+    f = write_lines(
+        tmp_path / "cases.jsonl", [ok(1), '{"id": "n2", "input": "\\ud800", "output": "a"}', ok(3)]
+    )
+    result = run("import", f, "--db", project, "--skip-invalid")
+    assert result.code == 0, result.err
+    assert f"skipped {f}: line 2: field 'input': not valid UTF-8 text" in result.err
+    assert case_count(project) == 4
+
+
+def test_a_surrogate_pair_is_one_character(tmp_path: Path, project: Path, run: Cli) -> None:
+    f = write_lines(
+        tmp_path / "cases.jsonl",
+        [
+            '{"id": "e1", "input": "\\ud83d\\ude00", "output": "a", "metadata": {"m": "\\ud83d\\ude00"}}'
+        ],
+    )
+    assert run("import", f, "--db", project).code == 0
+    with Store.open(project) as store:
+        case = store.get_case("e1")
+    assert case.input == "\N{GRINNING FACE}"
+    assert case.metadata == {"m": "\N{GRINNING FACE}"}
+
+
+def test_labels_note_with_lone_surrogate_names_line_and_field(
+    tmp_path: Path, labelled: Path, run: Cli
+) -> None:
+    f = write_lines(
+        tmp_path / "l.jsonl",
+        [
+            {"case_id": "c2", "label": "fail"},
+            '{"case_id": "c1", "label": "pass", "note": "\\ud800"}',
+        ],
+    )
+    result = run("labels", "import", f, "--db", labelled, "--rater", "bob", "--rubric", "ok")
+    assert_labels_refused(result, labelled, f"{f}: line 2: field 'note': not valid UTF-8 text")

@@ -23,12 +23,14 @@ import duckdb
 from evaltui.errors import InvalidInput
 from evaltui.ingest.formats import (
     Format,
-    detect_format,
+    InputFile,
+    check_input_file,
     ends_with,
     needs_large_objects,
     reader_sql,
 )
 from evaltui.ingest.mapping import Resolved, parse_map, resolve
+from evaltui.ingest.nesting import MAX_DEPTH
 from evaltui.ingest.records import Problem, read_records, to_case
 from evaltui.models import Case, CaseKind
 from evaltui.store import Store
@@ -94,14 +96,38 @@ def import_cases(
     """Import the cases in `path` into the project; all or nothing unless `skip_invalid`.
 
     Re-importing a file adds nothing: cases keep their given id, or get one
-    hashed from their content.
+    hashed from their content. A file that changes while it is read (say, is
+    truncated) imports nothing, whichever step notices.
     """
     path = Path(path)
-    fmt = detect_format(path)
-    source = str(path.resolve())
+    checked = check_input_file(path)
+    try:
+        return _import(store, checked, kind, mapping, split, tags, reason, skip_invalid)
+    except (InvalidInput, duckdb.Error):
+        checked.check_unchanged()  # a file that changed explains any error
+        raise
+
+
+def _import(
+    store: Store,
+    checked: InputFile,
+    kind: CaseKind | None,
+    mapping: dict[str, list[str]] | None,
+    split: str | None,
+    tags: Sequence[str],
+    reason: str | None,
+    skip_invalid: bool,
+) -> ImportReport:
+    path, fmt = checked.path, checked.format
     columns = _columns(path, fmt, skip_invalid=skip_invalid)
     resolved = resolve(path, list(columns), mapping or {}, kind=kind)
-    options = _Options(source=source, split=split, tags=tuple(sorted(set(tags))), reason=reason)
+    options = _Options(
+        source=str(path.resolve()),
+        split=split,
+        tags=tuple(sorted(set(tags))),
+        reason=reason,
+        checked=checked,
+    )
     if not skip_invalid:
         try:
             return _fast_import(store, path, fmt, columns, resolved, options)
@@ -116,6 +142,8 @@ class _Options:
     split: str | None
     tags: tuple[str, ...]
     reason: str | None
+    checked: InputFile
+    """The file given to import; it must not change before the import commits."""
 
 
 def _columns(path: Path, fmt: Format, *, skip_invalid: bool) -> dict[str, str]:
@@ -168,34 +196,18 @@ def _fast_import(
     insert = partial(
         _insert, store, path, fmt, columns, resolved, options, normalised=normalised, before=before
     )
-    large = False
     try:
         try:
-            added = insert(large_objects=large)
+            added, read = insert(large_objects=False)
         except duckdb.Error as error:
             if not needs_large_objects(error):
                 raise
-            large = True
-            added = insert(large_objects=large)
+            added, read = insert(large_objects=True)
     except duckdb.Error as error:
         if normalised:
             raise InvalidInput(f"{path}: {str(error).strip().splitlines()[0]}") from None
+        options.checked.check_unchanged()
         raise _FastPathRefused(str(error)) from None
-    if before == 0:
-        read = added
-    else:
-        # Only the first column is read to count rows, which DuckDB does cheaply.
-        first = next(iter(columns))
-        con = duckdb.connect()
-        try:
-            row = con.execute(
-                f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
-                f"{reader_sql(fmt, large_objects=large)})",
-                [str(path)],
-            ).fetchone()
-        finally:
-            con.close()
-        read = int(row[0]) if row else added
     return ImportReport(path=path, read=read, added=added)
 
 
@@ -210,14 +222,17 @@ def _insert(
     normalised: bool,
     before: int,
     large_objects: bool,
-) -> int:
-    """Run the one INSERT of the fast path; return how many cases it added."""
+) -> tuple[int, int]:
+    """Run the one INSERT of the fast path; return the cases it added and the records read.
+
+    It commits only if the file given is still the one that was checked.
+    """
     select = _select_sql(
         fmt, columns, resolved, options, normalised=normalised, large_objects=large_objects
     )
     params = [options.source, now(), options.reason, str(path)]
     if store.server is not None:
-        return _insert_served(store, select, params, before=before)
+        return _insert_served(store, select, params, before=before, checked=options.checked)
     # Into an empty project everything is new: skipping the anti-join keeps
     # DuckDB's parallel batch insert (a repeated id still fails on the key).
     new_only = " WHERE new.id NOT IN (SELECT id FROM cases)" if before else ""
@@ -227,6 +242,25 @@ def _insert(
             params,
         )
         row = cur.fetchone()
+        added = int(row[0]) if row else 0
+        read = _count_records(path, fmt, columns, large_objects) if before else added
+        options.checked.check_unchanged()
+    return added, read
+
+
+def _count_records(path: Path, fmt: Format, columns: dict[str, str], large_objects: bool) -> int:
+    """How many records the file holds (some were already in the project)."""
+    # Only the first column is read to count rows, which DuckDB does cheaply.
+    first = next(iter(columns))
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
+            f"{reader_sql(fmt, large_objects=large_objects)})",
+            [str(path)],
+        ).fetchone()
+    finally:
+        con.close()
     return int(row[0]) if row else 0
 
 
@@ -237,7 +271,9 @@ _CASE_FIELDS = (
 _SERVED_CHUNK = 500
 
 
-def _insert_served(store: Store, select: str, params: list[Any], *, before: int) -> int:
+def _insert_served(
+    store: Store, select: str, params: list[Any], *, before: int, checked: InputFile
+) -> tuple[int, int]:
     """The fast path for a served project: the file is read and checked here, on the
     rater's machine (the server may not see it), and the rows sent in chunks, all in
     one transaction."""
@@ -246,6 +282,7 @@ def _insert_served(store: Store, select: str, params: list[Any], *, before: int)
         rows = con.execute(f"SELECT * FROM ({select})", params).fetchall()
     finally:
         con.close()
+    checked.check_unchanged()
     width = len(_CASE_FIELDS.split(","))
     new_only = " WHERE new.id NOT IN (SELECT id FROM cases)" if before else ""
     added = 0
@@ -260,7 +297,8 @@ def _insert_served(store: Store, select: str, params: list[Any], *, before: int)
             )
             row = cur.fetchone()
             added += int(row[0]) if row else 0
-    return added
+        checked.check_unchanged()
+    return added, len(rows)
 
 
 def _select_sql(
@@ -342,7 +380,7 @@ def _select_sql(
     )
     for name in ("output", "output_a", "output_b"):
         select[name] = output_sql.get(name, "NULL")
-    select["metadata"] = _metadata_sql(fields, resolved.extra, type_of)
+    select["metadata"] = _metadata_sql(fields, resolved.extra, type_of, checked=normalised)
     select["split"] = optional_text("split", options.split)
     select["tags"] = _tags_sql(fields, type_of, fmt, options.tags)
     select["source"] = "?::VARCHAR"
@@ -352,7 +390,10 @@ def _select_sql(
     return f"SELECT\n  {body}\nFROM {reader}"
 
 
-def _metadata_sql(fields: dict[str, list[str]], extra: list[str], type_of: object) -> str:
+def _metadata_sql(
+    fields: dict[str, list[str]], extra: list[str], type_of: object, *, checked: bool
+) -> str:
+    """The metadata column; `checked` when the careful path has measured its depth already."""
     assert callable(type_of)
     base = "'{}'::JSON"
     if "metadata" in fields:
@@ -361,9 +402,15 @@ def _metadata_sql(fields: dict[str, list[str]], extra: list[str], type_of: objec
         if kind.startswith("STRUCT") or kind.startswith("MAP"):
             base = f"coalesce(to_json({_q(column)}), '{{}}'::JSON)"
         elif kind in ("JSON", "VARCHAR"):
+            # JSON held as text is parsed here, so it was not part of the file's
+            # nesting check: text with more opening brackets than the nesting
+            # limit is left to the careful path, which measures its depth.
+            text = f"CAST({_q(column)} AS VARCHAR)"
+            opens = f"length({text}) - length(translate({text}, '[{{', ''))"
             value = f"TRY_CAST({_q(column)} AS JSON)"
+            guard = "" if checked else f"WHEN {opens} > {MAX_DEPTH} THEN error('deep metadata') "
             base = (
-                f"CASE WHEN {_q(column)} IS NULL THEN '{{}}'::JSON "
+                f"CASE WHEN {_q(column)} IS NULL THEN '{{}}'::JSON {guard}"
                 f"WHEN json_type({value}) = 'OBJECT' THEN {value} ELSE error('bad metadata') END"
             )
         else:
@@ -457,7 +504,7 @@ def _careful_import(
             Format.jsonl,
             _NORMAL_TYPES,
             normal_resolved,
-            _Options(source=options.source, split=None, tags=(), reason=options.reason),
+            _Options(options.source, None, (), options.reason, options.checked),
             normalised=True,
         )
     report.path = path

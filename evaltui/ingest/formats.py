@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from evaltui.errors import InvalidInput
+from evaltui.files import Stamp, check_changed, check_file
+from evaltui.ingest.nesting import check_nesting
 
 # A JSON value larger than DuckDB's default buffer is still a valid case. The
 # limit is raised only for files that need it: a large buffer makes DuckDB read
@@ -33,15 +36,39 @@ _SUFFIXES = {
 }
 
 
-def detect_format(path: Path) -> Format:
-    """The format of an input file, by suffix; a `.json` file holding lines is JSONL.
+@dataclass(frozen=True)
+class InputFile:
+    """An input file that passed `check_input_file`, and what it looked like then."""
 
-    Raises InvalidInput for a missing, empty or unknown file.
+    path: Path
+    format: Format
+    stamp: Stamp
+
+    def check_unchanged(self) -> None:
+        """Raise InvalidInput if the file changed since it was checked (say, while being read)."""
+        check_changed(self.path, self.stamp)
+
+
+def check_input_file(path: Path) -> InputFile:
+    """Check an input file before anything reads it, and detect its format.
+
+    It must be a regular file of at most 2 GiB (`evaltui.files`), not empty,
+    of a known type, and JSON in it may nest at most `MAX_DEPTH` levels
+    (deeper JSON crashes DuckDB's reader). Raises InvalidInput otherwise.
     """
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such file")
-    if path.is_dir():
-        raise InvalidInput(f"{path}: is a folder, not a file")
+    stamp = check_file(path)
+    fmt = detect_format(path)
+    if fmt in (Format.jsonl, Format.json):
+        check_nesting(path, lines=fmt is Format.jsonl)
+    return InputFile(path, fmt, stamp)
+
+
+def detect_format(path: Path) -> Format:
+    """The format of a regular file, by suffix; a `.json` file holding lines is JSONL.
+
+    Raises InvalidInput for an empty or unknown file. Call `check_input_file`
+    instead, unless the file was checked already.
+    """
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(_SUFFIXES))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evaltui.errors import InvalidInput
-from evaltui.ingest.formats import detect_format
+from evaltui.ingest.formats import check_input_file
 from evaltui.ingest.records import Problem, read_records
 from evaltui.models import CaseKind, Label, Rubric, RubricKind
 from evaltui.store import Store
@@ -76,7 +76,7 @@ def import_labels(
     file adds nothing.
     """
     path = Path(path)
-    fmt = detect_format(path)
+    checked = check_input_file(path)
     target = store.get_rubric(rubric)
     if values:
         for raw, label in values.items():
@@ -85,7 +85,8 @@ def import_labels(
                     f"--values {raw}={label}: {label!r} is not a label of {target.kind.value} rubric "
                     f"{target.name!r} (use {', '.join(target.values)})"
                 )
-    records = list(read_records(path, fmt))
+    records = list(read_records(path, checked.format))
+    checked.check_unchanged()  # every record was read from the file that was checked
     columns = {key for _, rec in records if isinstance(rec, dict) for key in rec}
     id_col = _pick(path, columns, case_id_column, ("case_id", "id"), "--case-id")
     value_col = _pick(path, columns, value_column, ("label", "value"), "--value")

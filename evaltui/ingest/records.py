@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,14 @@ from pydantic import ValidationError
 from evaltui.errors import InvalidInput
 from evaltui.ingest.formats import Format, reader_sql
 from evaltui.ingest.mapping import TEXT_JOIN, Resolved
+from evaltui.ingest.nesting import MAX_DEPTH, too_deep
 from evaltui.models import Case, CaseKind
 
 _SEP = "\x1f"
 _BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+"""Where JSON text may spell a surrogate; a lone one is not text and cannot be stored."""
 
 
 def content_id(kind: CaseKind, input_text: str, outputs: list[str]) -> str:
@@ -101,6 +106,9 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             if not isinstance(value, dict):
                 yield where, Problem(where, None, f"expected a JSON object, got {_kind(value)}")
                 continue
+            if _SURROGATE_ESCAPE.search(text) and (problem := _lone_surrogate(where, value)):
+                yield where, problem
+                continue
             yield where, value
 
 
@@ -108,8 +116,8 @@ def _refuse_single_document(path: Path) -> None:
     """A `.json` file that is one pretty-printed document, not an array: say so plainly."""
     try:
         value = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return  # the line's own problem is reported instead
     raise InvalidInput(
         f"{path}: holds one JSON document ({_kind(value)}); expected an array of objects "
         "or one object per line; nothing was imported"
@@ -134,12 +142,42 @@ def _read_json_array(path: Path) -> Iterator[Record]:
         raise InvalidInput(
             f"{path}: expected a JSON array of objects, got {_kind(value)}; nothing was imported"
         )
+    escapes = _SURROGATE_ESCAPE.search(text) is not None
     for number, item in enumerate(value, start=1):
         where = f"record {number}"
-        if isinstance(item, dict):
-            yield where, item
-        else:
+        if not isinstance(item, dict):
             yield where, Problem(where, None, f"expected a JSON object, got {_kind(item)}")
+        elif escapes and (problem := _lone_surrogate(where, item)):
+            yield where, problem
+        else:
+            yield where, item
+
+
+def _lone_surrogate(where: str, record: dict[str, Any]) -> Problem | None:
+    """The Problem of a record holding a lone surrogate (JSON's `\\ud800`), in a key or value."""
+    for key, value in record.items():
+        found = _surrogate_in(key) or _surrogate_in(value)
+        if found is not None:
+            return Problem(where, key, _surrogate_message(found))
+    return None
+
+
+def _surrogate_in(value: Any) -> str | None:
+    if isinstance(value, str):
+        match = _SURROGATE.search(value)
+        return match.group() if match else None
+    if isinstance(value, list):
+        return next((s for item in value if (s := _surrogate_in(item)) is not None), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _surrogate_in(key) or _surrogate_in(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _surrogate_message(surrogate: str) -> str:
+    return f"not valid UTF-8 text (a lone surrogate \\u{ord(surrogate):04x})"
 
 
 def loads_lenient(text: str) -> Any:
@@ -202,9 +240,24 @@ def _read_with_duckdb(path: Path, fmt: Format) -> Iterator[Record]:
                     where = f"row {number}"
                 yield where, dict(zip(names, row, strict=True))
     except duckdb.Error as e:
+        if fmt is Format.csv and "unicode" in str(e).lower():
+            _refuse_invalid_utf8(path)
         raise InvalidInput(f"{path}: {_first_line(str(e))}; nothing was imported") from None
     finally:
         con.close()
+
+
+def _refuse_invalid_utf8(path: Path) -> None:
+    """Name the first line of a text file that is not valid UTF-8 (DuckDB's CSV error does not)."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InvalidInput(
+                    f"{path}: line {number}: not valid UTF-8 (byte {e.start + 1} of the line); "
+                    "nothing was imported"
+                ) from None
 
 
 def _csv_record_lines(con: duckdb.DuckDBPyConnection, path: Path) -> list[int] | None:
@@ -337,10 +390,16 @@ def _coerce(values: dict[str, Any], text_cells: bool) -> None:
     for name in ("messages", "metadata"):
         value = values.get(name)
         if text_cells and isinstance(value, str):
+            if too_deep(value):
+                raise _FieldError(
+                    name, f"JSON nested more than {MAX_DEPTH} levels deep, the most evaltui reads"
+                )
             try:
                 values[name] = value = json.loads(value)
             except json.JSONDecodeError as e:
                 raise _FieldError(name, f"malformed JSON: {e.msg}") from None
+            if (surrogate := _surrogate_in(value)) is not None:
+                raise _FieldError(name, _surrogate_message(surrogate))
         if name == "messages" and value is not None and not isinstance(value, list):
             raise _FieldError(name, f"expected a list of messages, got {_kind(value)}")
         if name == "metadata" and value is not None and not isinstance(value, dict):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evaltui.errors import InvalidInput
-from evaltui.ingest.formats import detect_format
+from evaltui.ingest.formats import check_input_file
 from evaltui.ingest.labels import _normalise, _pick
 from evaltui.ingest.records import Problem, read_records
 from evaltui.models import Judge, Verdict
@@ -52,8 +52,10 @@ def import_verdicts(
 ) -> VerdictImportReport:
     """Store a file's verdicts as judge `judge_name` of the rubric; all or nothing."""
     path = Path(path)
+    checked = check_input_file(path)
     target = store.get_rubric(rubric)
-    records = list(read_records(path, detect_format(path)))
+    records = list(read_records(path, checked.format))
+    checked.check_unchanged()  # every record was read from the file that was checked
     columns = {key for _, rec in records if isinstance(rec, dict) for key in rec}
     id_col = _pick(path, columns, case_id_column, ("case_id", "id"), "--case-id")
     value_col = _pick(path, columns, value_column, ("verdict", "value", "label"), "--value")

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import duckdb
 
 from evaltui.errors import DiskFull, ProjectLocked, SchemaError
+from evaltui.files import check_project_file
 from evaltui.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _IGNORE_TRIES = 20
@@ -184,6 +185,7 @@ class FileCursor:
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file at `path`, turning a lock held elsewhere into ProjectLocked."""
     target = str(path)
+    check_project_file(path)  # a named pipe would block DuckDB's open
     try:
         return duckdb.connect(target, read_only=read_only)
     except duckdb.IOException as error:
