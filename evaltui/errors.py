@@ -19,3 +19,7 @@ class InvalidInput(EvaltuiError):
 
 class NotFound(EvaltuiError):
     """A rubric, case, session or rater named by the user does not exist."""
+
+
+class WriteRefused(EvaltuiError):
+    """Writing a file would replace one that must be kept (a project, another kind, no --force)."""

@@ -332,6 +332,8 @@ class Store:
 
     def ensure_rater(self, name: str, kind: RaterKind = RaterKind.human) -> Rater:
         """The rater with this name, registering it on first use."""
+        if not name.strip():
+            raise InvalidInput("a rater's name must not be empty")
         if name in self._known_raters and kind is RaterKind.human:
             return Rater(name=name, kind=kind)
         cur = self.cursor()
