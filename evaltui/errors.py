@@ -21,5 +21,9 @@ class NotFound(EvaltuiError):
     """A rubric, case, session or rater named by the user does not exist."""
 
 
+class ProjectDamaged(EvaltuiError):
+    """The project file, or the WAL beside it, is damaged or does not belong to it."""
+
+
 class WriteRefused(EvaltuiError):
     """Writing a file would replace one that must be kept (a project, another kind, no --force)."""

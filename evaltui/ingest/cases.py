@@ -32,7 +32,7 @@ from evaltui.ingest.mapping import Resolved, parse_map, resolve
 from evaltui.ingest.records import Problem, read_records, to_case
 from evaltui.models import Case, CaseKind
 from evaltui.store import Store
-from evaltui.store.db import now
+from evaltui.store.db import now, open_duckdb
 
 __all__ = ["ImportReport", "import_cases", "parse_map"]
 
@@ -126,7 +126,7 @@ def _columns(path: Path, fmt: Format, *, skip_invalid: bool) -> dict[str, str]:
     careful path) and, unless bad records are to be skipped, names the first
     broken one.
     """
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         for large_objects in (False, True):
             sql = f"DESCRIBE SELECT * FROM {reader_sql(fmt, large_objects=large_objects)}"
@@ -186,7 +186,7 @@ def _fast_import(
     else:
         # Only the first column is read to count rows, which DuckDB does cheaply.
         first = next(iter(columns))
-        con = duckdb.connect()
+        con = open_duckdb()
         try:
             row = con.execute(
                 f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
@@ -241,7 +241,7 @@ def _insert_served(store: Store, select: str, params: list[Any], *, before: int)
     """The fast path for a served project: the file is read and checked here, on the
     rater's machine (the server may not see it), and the rows sent in chunks, all in
     one transaction."""
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         rows = con.execute(f"SELECT * FROM ({select})", params).fetchall()
     finally:
