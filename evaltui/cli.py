@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from evaltui import __version__
-from evaltui.cli_store import db_option, open_store, project_target
+from evaltui.cli_store import db_option, force_option, open_store, project_target
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.models import CaseKind
 from evaltui.store import Store
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT")
     db_option(p)
     p.add_argument("--rubric", metavar="NAME")
+    force_option(p)
     p.set_defaults(handler=_export_labels)
 
     from evaltui.cli_judge import api_base_option
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("out", type=Path, metavar="OUT.toml")
     db_option(p)
+    force_option(p)
     p.set_defaults(handler=_rubric_export)
 
     from evaltui.cli_judge import add_commands
@@ -233,7 +235,14 @@ def _home(args: argparse.Namespace) -> int:
     return _run_ui(args)
 
 
+def _named(option: str, value: str | None, what: str) -> None:
+    """Refuse an option given an empty name (an unset shell variable, say)."""
+    if value is not None and not value.strip():
+        raise InvalidInput(f"{option} must name {what}; it is empty")
+
+
 def _label(args: argparse.Namespace) -> int:
+    _named("--rater", args.rater, "who is labelling")
     return _run_ui(args, label=(args.rubric, args.rater), session=args.session)
 
 
@@ -405,6 +414,7 @@ def _import(args: argparse.Namespace) -> int:
 def _labels_import(args: argparse.Namespace) -> int:
     from evaltui.ingest import import_labels, parse_values
 
+    _named("--rater", args.rater, "whose labels these are")
     with open_store(args, create=False) as store:
         report = import_labels(
             store,
@@ -423,7 +433,7 @@ def _export_labels(args: argparse.Namespace) -> int:
     from evaltui.ingest import export_labels
 
     with open_store(args, create=False) as store:
-        count = export_labels(store, args.out, rubric=args.rubric)
+        count = export_labels(store, args.out, rubric=args.rubric, force=args.force)
     echo(f"{args.out}: {count} label(s)")
     return 0
 
@@ -453,7 +463,9 @@ def _rubric_export(args: argparse.Namespace) -> int:
         rubric = store.get_rubric(args.name)
         judges = [j for j in store.judges(rubric.name) if j.name == "default"]
     rubric_toml.dump(
-        rubric_toml.RubricFile.from_models(rubric, judges[-1] if judges else None), args.out
+        rubric_toml.RubricFile.from_models(rubric, judges[-1] if judges else None),
+        args.out,
+        force=args.force,
     )
     echo(f"{args.out}: rubric {rubric.name} version {rubric.version}")
     return 0

@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evaltui.cli_store import open_store
+from evaltui.cli_store import force_option, open_store
 from evaltui.errors import InvalidInput
-from evaltui.files import TEXT_LIMIT, check_file
 from evaltui.judge.trust import check_params
 from evaltui.models import Judge, Rubric
 from evaltui.store import Store
@@ -147,6 +146,7 @@ def add_commands(sub: Any, db_option: Any, parser_class: type[argparse.ArgumentP
     calibration(p)
     p.add_argument("--out", type=Path, metavar="PATH", help="default: rubrics/<name>.toml")
     p.add_argument("--by", metavar="NAME", help="approver (default: the configured rater)")
+    force_option(p)
     p.set_defaults(handler=_approve)
 
     p = sub.add_parser("gate", help="exit 1 when a judge falls below a rubric file's thresholds")
@@ -204,16 +204,13 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def _set(args: argparse.Namespace) -> int:
+    from evaltui import files
     from evaltui.judge.prompt import check_template, default_template
 
     with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         if args.prompt_file is not None:
-            check_file(args.prompt_file, limit=TEXT_LIMIT, what="a prompt file")
-            try:
-                prompt = args.prompt_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise InvalidInput(f"{args.prompt_file}: cannot read: {error}") from None
+            prompt = files.read_text(args.prompt_file, "prompt template file")
         else:
             prompt = default_template(rubric)
         check_template(prompt)
@@ -372,21 +369,25 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from evaltui import config, rubric_toml
+    from evaltui import config, files, rubric_toml
     from evaltui.judge.approval import approve
 
+    if args.by is not None and not args.by.strip():
+        raise InvalidInput("--by must name who approves; it is empty")
     with open_store(args, create=False) as store:
         # On a served project the token says who is approving.
         approver = args.by or store.rater or config.load(args.config).rater
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
+        out = args.out or Path("rubrics") / f"{rubric.name}.toml"
+        # Before the approval, which marks the rubric approved and counts a look at test.
+        files.check_target(out, files.TOML, force=args.force, new_folder=True)
         file, report = approve(
             store, rubric, judge, approver=approver, gold_rater=args.gold,
             seed=args.split_seed, resamples=args.resamples,
         )  # fmt: skip
-    out = args.out or Path("rubrics") / f"{rubric.name}.toml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rubric_toml.dump(file, out)
+    files.make_folder(out.parent)
+    rubric_toml.dump(file, out, force=args.force)
     name = field(judge.name)
     echo(f"{out}: {rubric.name} approved with judge {name} ({judge.version[:19]})")
     echo(f"  test split: {report['reading']} (test set viewed {report['test_views']} times)")

@@ -37,6 +37,16 @@ def db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
+def force_option(parser: argparse.ArgumentParser) -> None:
+    """Add `--force`: replace an existing output file of the same kind."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the output file if it exists and is of the same kind "
+        "(never a project file or another kind of file)",
+    )
+
+
 def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
     """Open the project the arguments name."""
     token = getattr(args, "token", None) or os.environ.get(TOKEN_VARIABLE)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import getpass
 import os
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evaltui import files
 from evaltui.errors import InvalidInput
-from evaltui.files import TEXT_LIMIT, check_file
 
 
 def default_path() -> Path:
@@ -43,7 +42,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rater: str = Field(default_factory=default_rater)
+    rater: str = Field(default_factory=default_rater, min_length=1)
     """Who is labelling, unless `--rater` says otherwise."""
     seed: int = 0
     """Seed for the per-rater, per-case A/B order of pairwise cases."""
@@ -61,11 +60,7 @@ def load(path: Path | None = None) -> Config:
         if explicit:
             raise InvalidInput(f"{path}: no such config file")
         return Config()
-    check_file(path, limit=TEXT_LIMIT, what="a config file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: not a valid TOML config: {e}") from None
+    data = files.parse_toml(files.read_text(path, "config file"), str(path), what="config")
     try:
         return Config.model_validate(data)
     except ValidationError as e:

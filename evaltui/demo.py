@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from evaltui import rubric_toml
-from evaltui.errors import EvaltuiError
+from evaltui.errors import EvaltuiError, WriteRefused
 from evaltui.ingest import import_cases, import_labels, parse_values
 from evaltui.store import Store
 
@@ -29,6 +29,11 @@ def build_demo_project(folder: Path | None = None) -> Path:
     human raters' labels. Returns the project file.
     """
     folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="evaltui-demo-"))
+    if folder.exists() and not folder.is_dir():
+        raise WriteRefused(f"{folder} is a file; give --dir a new or empty folder")
+    for name in ("evals.duckdb", "sample_data"):
+        if (folder / name).exists():  # a project of the user's, perhaps: never mixed with the demo
+            raise WriteRefused(f"{folder} already holds {name}; give --dir a new or empty folder")
     data = folder / "sample_data"
     shutil.copytree(sample_data_dir(), data, dirs_exist_ok=True)
     db = folder / "evals.duckdb"

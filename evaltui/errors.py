@@ -23,3 +23,11 @@ class NotFound(EvaltuiError):
 
 class DiskFull(EvaltuiError):
     """The disk holding the project (or a file being written) is full; the failed write stored nothing."""
+
+
+class ProjectDamaged(EvaltuiError):
+    """The project file, or the WAL beside it, is damaged or does not belong to it."""
+
+
+class WriteRefused(EvaltuiError):
+    """Writing a file would replace one that must be kept (a project, another kind, no --force)."""

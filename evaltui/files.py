@@ -1,18 +1,29 @@
-"""Files named on the command line, checked before anything opens them.
+"""Files the user names: read only when safe to, written without harm.
 
-Only regular files are read: a named pipe would block the reader, and a
-device such as `/dev/zero` never ends. The checks use `os.stat`, which does
-not open the file, so they cannot block either.
+Reading: only regular files are read. A named pipe would block the reader,
+and a device such as `/dev/zero` never ends. The checks use `os.stat`, which
+does not open the file, so they cannot block either; sizes are limited.
+
+Writing: every command that writes a file (`export labels`, `rubric export`,
+`judge approve`) goes through `replacing`: it never writes over a DuckDB file,
+nor over a file of another kind than the one it writes, nor over any existing
+file unless `--force` was given; and it writes beside the target and renames,
+so a failed write leaves the old file (or nothing), never half a file.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from evaltui.errors import InvalidInput
+from evaltui.errors import InvalidInput, WriteRefused
 
 DATA_LIMIT = 2 * 1024**3
 """The largest file of cases, labels or verdicts evaltui reads (2 GiB)."""
@@ -114,3 +125,214 @@ def _size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.1f}".removesuffix(".0") + f" {unit}"
     return f"{count} bytes"
+
+
+DUCKDB_MAGIC = b"DUCK"
+"""The bytes at offset 8 of every DuckDB database file."""
+
+SQLITE_MAGIC = b"SQLite format 3\0"
+"""The first bytes of every SQLite database file."""
+
+_SNIFF = 64 * 1024
+_TOML_LIMIT = 1024 * 1024
+
+
+def head(path: Path, size: int = _SNIFF) -> bytes:
+    """The first `size` bytes of a file; b"" when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def is_duckdb(data: bytes) -> bool:
+    """Whether a file starting with `data` is a DuckDB database."""
+    return data[8:12] == DUCKDB_MAGIC
+
+
+def database_kind(data: bytes) -> str | None:
+    """'DuckDB' or 'SQLite' for a file starting with `data` that is such a database, else None."""
+    if is_duckdb(data):
+        return "DuckDB"
+    if data.startswith(SQLITE_MAGIC):
+        return "SQLite"
+    return None
+
+
+def _text(data: bytes) -> bool:
+    if b"\0" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A sniff cut short may end inside a character.
+        return error.start >= len(data) - 3
+    return True
+
+
+def _toml(path: Path, data: bytes) -> bool:
+    if not _text(data) or path.stat().st_size > _TOML_LIMIT:
+        return False
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError):
+        return False
+    return True
+
+
+def _json_lines(path: Path, data: bytes) -> bool:
+    return _text(data) and data.lstrip()[:1] in (b"{", b"[", b"")
+
+
+def _csv(path: Path, data: bytes) -> bool:
+    return _text(data)
+
+
+def _parquet(path: Path, data: bytes) -> bool:
+    return data.startswith(b"PAR1")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of file evaltui writes: its name, suffixes, and how to recognise one."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    looks_like: Callable[[Path, bytes], bool]
+
+    def holds(self, path: Path, data: bytes) -> bool:
+        """Whether the existing file at `path` (starting with `data`) is of this kind."""
+        if path.suffix.lower() not in self.suffixes:
+            return False
+        return not data or self.looks_like(path, data)
+
+
+TOML = Kind("TOML", (".toml",), _toml)
+JSON_LINES = Kind("JSON", (".jsonl", ".json", ".ndjson"), _json_lines)
+CSV = Kind("CSV", (".csv", ".tsv"), _csv)
+PARQUET = Kind("Parquet", (".parquet", ".pq"), _parquet)
+
+
+def refuse_folder(path: Path) -> None:
+    """Refuse a folder given where a file to write is expected."""
+    if path.is_dir():
+        raise WriteRefused(f"{path} is a folder; give the name of a file to write")
+
+
+def replaceable(path: Path, kind: Kind) -> bool:
+    """Whether `path` is an existing file of `kind` (one that `--force` would replace)."""
+    if not path.is_file():
+        return False
+    data = head(path)
+    if not data and path.stat().st_size > 0:
+        return False  # unreadable: its kind is unknown
+    return database_kind(data) is None and kind.holds(path, data)
+
+
+def make_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) for a file to be written into."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteRefused(f"cannot make the folder {folder}: {error.strerror or error}") from None
+
+
+def check_target(path: Path, kind: Kind, *, force: bool, new_folder: bool = False) -> None:
+    """Refuse, with a sentence, to write `kind` to `path` where that would do harm.
+
+    `new_folder`: the caller makes a missing folder for the file before writing it.
+    """
+    refuse_folder(path)
+    if ".wal" in (suffix.lower() for suffix in path.suffixes):
+        # DuckDB would read such a file beside a project as the project's log.
+        raise WriteRefused(
+            f"{path} is named like a DuckDB write-ahead log (.wal); give another file name"
+        )
+    if not path.exists():
+        folder = path.parent
+        if folder.is_dir() or (new_folder and not folder.exists()):
+            return
+        raise WriteRefused(
+            f"{folder} is not a folder" if folder.exists() else f"{folder}: no such folder"
+        )
+    data = head(path)
+    database = database_kind(data)
+    if database is not None:
+        what = (
+            "a DuckDB database (a project file?)" if database == "DuckDB" else "an SQLite database"
+        )
+        raise WriteRefused(
+            f"{path} is {what}; evaltui never writes over one, not even with --force: "
+            "give another file name"
+        )
+    if not replaceable(path, kind):
+        raise WriteRefused(
+            f"{path} exists and is not a {kind.name} file; evaltui will not replace it, "
+            "not even with --force: give another file name"
+        )
+    if not force:
+        raise WriteRefused(f"{path} exists; give --force to replace it")
+
+
+@contextmanager
+def replacing(path: Path | str, kind: Kind, *, force: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path` to write `kind` to; renamed over `path` on success.
+
+    The target is checked first (`check_target`) and again just before the
+    rename. On any error the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    check_target(path, kind, force=force)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield temporary
+        check_target(path, kind, force=force)
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def parse_toml(text: str, source: str, *, what: str = "") -> dict[str, Any]:
+    """TOML text as data; a syntax error or a nesting too deep to read is one sentence."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        kind = f"a valid TOML {what}" if what else "valid TOML"
+        raise InvalidInput(f"{source}: not {kind}: {e}") from None
+    except RecursionError:
+        raise InvalidInput(
+            f"{source}: the TOML nests arrays or tables too deep to read "
+            "(hundreds of levels inside each other)"
+        ) from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of a file the user named (`what` it should be); a missing file or a folder
+    is one sentence."""
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder, not a {what}")
+    check_file(path, limit=TEXT_LIMIT, what=f"a {what}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
+def write_text(path: Path | str, text: str, kind: Kind, *, force: bool = False) -> None:
+    """Write `text` to `path` through `replacing`."""
+    with (
+        replacing(path, kind, force=force) as temporary,
+        temporary.open("x", encoding="utf-8") as f,
+    ):
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 RubricName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$", min_length=1, max_length=64)]
 """A rubric name: lowercase letters, digits and dashes, unique in a project."""
 
+RubricVersion = Annotated[int, Field(ge=1, lt=2**31)]
+"""A rubric version: 1, 2, ... (stored as a 32-bit integer, so below 2^31)."""
+
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -133,7 +136,7 @@ class Rubric(Model):
     """A named, versioned criterion that labels are made under."""
 
     name: RubricName
-    version: int = Field(default=1, ge=1)
+    version: RubricVersion = 1
     kind: RubricKind
     status: RubricStatus = RubricStatus.draft
     question: NonEmpty

@@ -6,7 +6,6 @@ error naming that key.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaltui.errors import EvaltuiError, InvalidInput
-from evaltui.files import TEXT_LIMIT, check_file
+from evaltui import files
+from evaltui.errors import InvalidInput
 from evaltui.judge.prompt import check_template
 from evaltui.judge.trust import check_params
-from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus
+from evaltui.models import Judge, Rubric, RubricKind, RubricName, RubricStatus, RubricVersion
 
 
 class _Section(BaseModel):
@@ -36,7 +35,7 @@ class RubricSection(_Section):
     """`[rubric]`: the criterion itself."""
 
     name: RubricName
-    version: int = Field(default=1, ge=1)
+    version: RubricVersion = 1
     kind: RubricKind
     status: RubricStatus = RubricStatus.draft
     question: str = Field(min_length=1)
@@ -161,10 +160,7 @@ class RubricFile(_Section):
 
 def loads(text: str, *, source: str = "<toml>") -> RubricFile:
     """Parse and validate rubric TOML; errors name the file and the key."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidInput(f"{source}: not valid TOML: {e}") from None
+    data = files.parse_toml(text, source)
     try:
         parsed = RubricFile.model_validate(data)
     except ValidationError as e:
@@ -189,14 +185,7 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
 def load(path: Path | str) -> RubricFile:
     """Read a rubric TOML file."""
     path = Path(path)
-    check_file(path, limit=TEXT_LIMIT, what="a rubric TOML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not UTF-8 text") from None
-    return loads(text, source=str(path))
+    return loads(files.read_text(path, "rubric TOML file"), source=str(path))
 
 
 def dumps(rubric_file: RubricFile) -> str:
@@ -205,12 +194,9 @@ def dumps(rubric_file: RubricFile) -> str:
     return tomli_w.dumps(data, multiline_strings=True)
 
 
-def dump(rubric_file: RubricFile, path: Path | str) -> None:
-    """Write rubric TOML to `path`; a file that cannot be written (a full disk) is one sentence."""
-    try:
-        Path(path).write_text(dumps(rubric_file), encoding="utf-8")
-    except OSError as error:
-        raise EvaltuiError(f"cannot write {path}: {error.strerror or error}") from None
+def dump(rubric_file: RubricFile, path: Path | str, *, force: bool = False) -> None:
+    """Write rubric TOML to `path`; an existing TOML file is replaced only with `force`."""
+    files.write_text(path, dumps(rubric_file), files.TOML, force=force)
 
 
 def _describe(error: ValidationError) -> str:

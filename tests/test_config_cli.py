@@ -8,6 +8,7 @@ import pytest
 
 from evaltui import config
 from evaltui.errors import InvalidInput
+from evaltui.store import Store
 
 
 def test_missing_default_config_gives_defaults(
@@ -85,3 +86,68 @@ def test_init_creates_a_project_once(cli, tmp_path: Path) -> None:  # type: igno
     (tmp_path / "notes.duckdb").write_text("not a database\n" * 50)
     bad = cli("init", tmp_path / "notes.duckdb")
     assert bad.code == 1 and bad.err.count("\n") == 1
+
+
+DEEP_ARRAY = '[rubric]\nname = "x"\nkind = "binary"\nquestion = "q"\nz = ' + "[" * 3000 + "]" * 3000
+DEEP_TABLE = "a = " + "{b = " * 3000 + "1" + "}" * 3000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rubric", "import", "{dir}"], "{dir} is a folder, not a rubric TOML file"),
+        (["gate", "{dir}"], "{dir} is a folder, not a rubric TOML file"),
+        (["--config", "{dir}", "label", "--rubric", "ok"], "{dir} is a folder, not a config file"),
+        (
+            ["judge", "set", "--rubric", "ok", "--model", "m", "--prompt-file", "{dir}"],
+            "{dir} is a folder, not a prompt template file",
+        ),
+        (["rubric", "import", "{deep_array}"], "nests arrays or tables too deep to read"),
+        (["rubric", "import", "{deep_table}"], "nests arrays or tables too deep to read"),
+        (["--config", "{deep_table}", "label", "--rubric", "ok"], "too deep to read"),
+        (["rubric", "import", "{big}"], "rubric.version: Input should be less than 2147483648"),
+        (["label", "--rubric", "ok", "--rater", ""], "--rater must name who is labelling"),
+        (
+            ["labels", "import", "{labels}", "--rubric", "ok", "--rater", ""],
+            "--rater must name whose labels these are; it is empty",
+        ),
+        (["--config", "{empty_rater}", "label", "--rubric", "ok"], "rater: String should have"),
+    ],
+)
+def test_what_once_ended_as_an_internal_error_is_one_sentence(
+    cli, tmp_path: Path, args: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "evals.duckdb"
+    rubric = tmp_path / "ok.toml"
+    rubric.write_text('[rubric]\nname = "ok"\nkind = "binary"\nquestion = "q"\n')
+    assert cli("--db", db, "rubric", "import", rubric).code == 0
+    paths = {
+        "dir": tmp_path / "folder.toml",
+        "deep_array": tmp_path / "deep-array.toml",
+        "deep_table": tmp_path / "deep-table.toml",
+        "big": tmp_path / "big.toml",
+        "labels": tmp_path / "labels.jsonl",
+        "empty_rater": tmp_path / "config.toml",
+    }
+    paths["dir"].mkdir()
+    paths["deep_array"].write_text(DEEP_ARRAY)
+    paths["deep_table"].write_text(DEEP_TABLE)
+    paths["big"].write_text(
+        '[rubric]\nname = "big"\nkind = "binary"\nquestion = "q"\nversion = 2147483648\n'
+    )
+    paths["labels"].write_text('{"case_id": "c1", "label": "pass"}\n')
+    paths["empty_rater"].write_text('rater = ""\n')
+    names = {key: str(value) for key, value in paths.items()}
+    result = cli("--db", db, *[arg.format(**names) for arg in args])
+    assert result.code == 1, (result.out, result.err)
+    assert result.err.startswith("evaltui: ") and result.err.count("\n") == 1, result.err
+    assert "internal error" not in result.err
+    assert message.format(**names) in result.err
+    with Store.open(db) as store:
+        assert [r.name for r in store.raters()] == []  # an empty rater name was never stored
+
+
+def test_the_store_refuses_an_empty_rater_name(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="a rater's name must not be empty"):
+        store.ensure_rater("")
+    assert store.raters() == []

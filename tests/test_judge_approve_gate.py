@@ -24,7 +24,7 @@ from evaltui.models import Judge, Rubric, RubricKind, Verdict
 from evaltui.rubric_toml import RubricFile
 from evaltui.store import Store
 from evaltui.store.db import now
-from evaltui.store.verdicts import add_verdicts, split_of, verdicts
+from evaltui.store.verdicts import add_verdicts, count_test_views, split_of, verdicts
 from tests.conftest import Result, write_jsonl
 from tests.loopback import LoopbackServer, Reply, Request, marked_verdict
 from tests.served import Served
@@ -273,6 +273,48 @@ def test_approve_without_test_split_verdicts_is_a_one_line_error(
     err = one_line_error(result)
     assert "no verdicts on the test split" in err and "run it first" in err
     assert not (tmp_path / "rubrics").exists()
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_approve_out_the_project_file_is_refused_before_approving(
+    cli: Cli, db: Path, force: list[str]
+) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing())
+    before = db.read_bytes()
+    result = cli("judge", "approve", "--rubric", "tone", "--db", db, "--out", db, "--by", "alice", *force)  # fmt: skip
+    err = one_line_error(result)
+    assert f"{db} is a DuckDB database" in err and "never writes over one" in err
+    assert db.read_bytes() == before  # not even marked approved, nor a look at test counted
+    with Store.open(db) as store:
+        assert len(store.current_labels("tone", "alice")) == len(GOLD)
+        assert store.get_rubric("tone").status == "draft"
+        assert count_test_views(store, "tone") == 0
+
+
+def test_approve_replaces_an_earlier_approval_only_with_force(
+    cli: Cli, approved: Path, db: Path
+) -> None:
+    earlier = approved.read_text(encoding="utf-8")
+    args = ["judge", "approve", "--rubric", "tone", "--db", db, "--out", approved, "--by", "bob"]
+    err = one_line_error(cli(*args))
+    assert err == f"evaltui: {approved} exists; give --force to replace it\n"
+    assert approved.read_text(encoding="utf-8") == earlier
+    assert cli(*args, "--force").code == 0
+    calibration = rubric_toml.load(approved).calibration
+    assert calibration is not None and calibration.approved_by == "bob"
+
+
+def test_approve_out_a_folder_or_an_empty_approver_is_one_sentence(
+    cli: Cli, db: Path, tmp_path: Path
+) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, agreeing())
+    args = ["judge", "approve", "--rubric", "tone", "--db", db]
+    err = one_line_error(cli(*args, "--out", tmp_path, "--by", "alice"))
+    assert err == f"evaltui: {tmp_path} is a folder; give the name of a file to write\n"
+    err = one_line_error(cli(*args, "--out", tmp_path / "x.toml", "--by", ""))
+    assert err == "evaltui: --by must name who approves; it is empty\n"
 
 
 # 2. round trip ----------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Input, Label, Static, TextArea
 
 from evaltui import rubric_toml
 from evaltui.config import Config
@@ -243,3 +243,62 @@ async def test_ctrl_o_lists_versions_and_enter_compares_with_the_current(tmp_pat
             await pilot.press("escape")
             await pilot.pause()
             assert isinstance(app.screen, JudgeScreen)
+
+
+async def test_approve_never_writes_over_the_project_and_asks_before_replacing(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "evals.duckdb"
+    ids = make_project(db)
+    out = tmp_path / "resolves.toml"
+    out.write_text("# an earlier approval\n", encoding="utf-8")
+    with Store.open(db) as store:
+        rubric = store.get_rubric("resolves")
+        judge = Judge(rubric="resolves", model="openai/fixed", prompt="Grade {output}")
+        store.save_judge(judge)
+        add_verdicts(
+            store,
+            [
+                Verdict(judge_version=judge.version, case_id=c, value="fail" if int(c[1:]) % 3 == 0 else "pass")
+                for c in ids
+            ],
+        )  # fmt: skip
+        app = EvaltuiApp(store, Config(rater="alice"))
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.push_screen(JudgeScreen(store, rubric, "alice"))
+            await pilot.pause()
+            notices = len(app._notifications)
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            app.screen.query_one(Input).value = str(db)  # the project itself
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, JudgeScreen)
+            shown = [n.message for n in list(app._notifications)[notices:]]
+            assert any("is a DuckDB database" in m for m in shown), shown
+            assert store.get_rubric("resolves").status == "draft"  # nothing approved
+
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            app.screen.query_one(Input).value = str(out)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "exists: Enter replaces it, Esc keeps it" in str(
+                app.screen.query_one(Label).render()
+            )
+            await pilot.press("escape")
+            await pilot.pause()
+            assert out.read_text(encoding="utf-8") == "# an earlier approval\n"
+
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            app.screen.query_one(Input).value = str(out)
+            await pilot.press("enter")
+            await pilot.pause()
+            await pilot.press("enter")  # confirmed
+            await pilot.pause()
+    written = rubric_toml.load(out)
+    assert written.rubric.status == "approved"
+    assert written.calibration is not None and written.calibration.approved_by == "alice"
+    with Store.open(db) as store:
+        assert len(store.current_labels("resolves", "alice")) == len(ids)

@@ -34,7 +34,7 @@ from evaltui.ingest.nesting import MAX_DEPTH
 from evaltui.ingest.records import Problem, read_records, to_case
 from evaltui.models import Case, CaseKind
 from evaltui.store import Store
-from evaltui.store.db import now
+from evaltui.store.db import now, open_duckdb
 
 __all__ = ["ImportReport", "import_cases", "parse_map"]
 
@@ -154,7 +154,7 @@ def _columns(path: Path, fmt: Format, *, skip_invalid: bool) -> dict[str, str]:
     careful path) and, unless bad records are to be skipped, names the first
     broken one.
     """
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         for large_objects in (False, True):
             sql = f"DESCRIBE SELECT * FROM {reader_sql(fmt, large_objects=large_objects)}"
@@ -252,7 +252,7 @@ def _count_records(path: Path, fmt: Format, columns: dict[str, str], large_objec
     """How many records the file holds (some were already in the project)."""
     # Only the first column is read to count rows, which DuckDB does cheaply.
     first = next(iter(columns))
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         row = con.execute(
             f"SELECT count(1) FROM (SELECT {_q(first)} FROM "
@@ -277,7 +277,7 @@ def _insert_served(
     """The fast path for a served project: the file is read and checked here, on the
     rater's machine (the server may not see it), and the rows sent in chunks, all in
     one transaction."""
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         rows = con.execute(f"SELECT * FROM ({select})", params).fetchall()
     finally:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
+from evaltui import files
 from evaltui.errors import InvalidInput
 from evaltui.ingest.formats import Format, output_format
 from evaltui.store import Store
+
+_KINDS = {Format.jsonl: files.JSON_LINES, Format.csv: files.CSV, Format.parquet: files.PARQUET}
 
 _COPY_OPTIONS = {
     Format.jsonl: "FORMAT json",
@@ -32,15 +37,21 @@ ORDER BY l.rubric, l.case_id, l.rater
 """
 
 
-def export_labels(store: Store, out: Path | str, *, rubric: str | None = None) -> int:
+def export_labels(
+    store: Store, out: Path | str, *, rubric: str | None = None, force: bool = False
+) -> int:
     """Write every current label (optionally of one rubric) to `out`; return how many.
 
     The format follows the suffix: `.jsonl`/`.json` (JSON lines), `.csv`, `.parquet`.
+    An existing file is replaced only when it is of that format and `force` is given.
     """
     out = Path(out)
+    files.refuse_folder(out)
     fmt = output_format(out)
     if rubric is not None:
         store.get_rubric(rubric)  # a clear error for an unknown rubric
-    if not out.parent.exists():
-        raise InvalidInput(f"{out.parent}: no such folder")
-    return store.copy_to(_EXPORT_SQL, [rubric, rubric], out, _COPY_OPTIONS[fmt])
+    with files.replacing(out, _KINDS[fmt], force=force) as temporary:
+        try:
+            return store.copy_to(_EXPORT_SQL, [rubric, rubric], temporary, _COPY_OPTIONS[fmt])
+        except duckdb.IOException as error:
+            raise InvalidInput(f"cannot write {out}: {str(error).splitlines()[0]}") from None

@@ -25,6 +25,7 @@ from evaltui.ingest.formats import Format, reader_sql
 from evaltui.ingest.mapping import TEXT_JOIN, Resolved
 from evaltui.ingest.nesting import MAX_DEPTH, too_deep
 from evaltui.models import Case, CaseKind
+from evaltui.store.db import open_duckdb
 
 _SEP = "\x1f"
 _BOM = b"\xef\xbb\xbf"
@@ -225,7 +226,7 @@ def _without_trailing_commas(text: str) -> str:
 def _read_with_duckdb(path: Path, fmt: Format) -> Iterator[Record]:
     # CSV and Parquet: DuckDB reads them (dialect sniffing, types). Parquet
     # records are numbered as rows; CSV records by the line they start on.
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         lines = _csv_record_lines(con, path) if fmt is Format.csv else None
         cur = con.execute(f"SELECT * FROM {reader_sql(fmt)}", [str(path)])

@@ -14,7 +14,6 @@ from evaltui.store import guard
 from evaltui.store.db import (
     Connection,
     Cursor,
-    FileConnection,
     connect,
     export_disk_full,
     insert_or_ignore,
@@ -81,7 +80,7 @@ class Store:
         except BaseException:
             con.close()
             raise
-        return cls(FileConnection(con, path), path)
+        return cls(con, path)
 
     @classmethod
     def connect(cls, address: Address, token: str | None) -> Self:
@@ -364,6 +363,8 @@ class Store:
 
     def ensure_rater(self, name: str, kind: RaterKind = RaterKind.human) -> Rater:
         """The rater with this name, registering it on first use."""
+        if not name.strip():
+            raise InvalidInput("a rater's name must not be empty")
         if name in self._known_raters and kind is RaterKind.human:
             return Rater(name=name, kind=kind)
         cur = self.cursor()

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 from evaltui.errors import DiskFull, EvaltuiError, InvalidInput, SchemaError
-from evaltui.store.db import no_space
+from evaltui.store.db import no_space, open_duckdb, parse_schema_version
 from evaltui.store.literals import inline, literal
 from evaltui.store.schema import SCHEMA_VERSION
 
@@ -175,7 +175,7 @@ class ServerConnection:
         self._transaction_depth = 0
         self._transaction_lost = False
         self._attached = False
-        self._local = duckdb.connect(":memory:")
+        self._local = open_duckdb()
         try:
             load_extensions(self._local)
             self._attach()
@@ -195,7 +195,7 @@ class ServerConnection:
         con = cls(address, token)
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            version = parse_schema_version(row[0], str(address)) if row else 0
             if version != SCHEMA_VERSION:
                 newer = "the server's" if version > SCHEMA_VERSION else "this"
                 raise SchemaError(

@@ -288,7 +288,7 @@ class JudgeScreen(Screen[None]):
 
         def write(path: str | None) -> None:
             if path:
-                self._approve(Path(path))
+                self._approve_at(Path(path))
 
         self.app.push_screen(
             PromptScreen(
@@ -298,15 +298,35 @@ class JudgeScreen(Screen[None]):
             write,
         )
 
-    def _approve(self, path: Path) -> None:
-        from evaltui import rubric_toml
+    def _approve_at(self, path: Path, *, replace: bool = False) -> None:
+        """Approve into `path`; an existing rubric TOML there is replaced once confirmed."""
+        from evaltui import files
+        from evaltui.ui.screens.modals import PromptScreen
+
+        if replace or not files.replaceable(path, files.TOML):
+            self._approve(path, force=replace)
+            return
+
+        def confirm(answer: str | None) -> None:
+            if answer:
+                self._approve_at(Path(answer), replace=Path(answer) == path)
+
+        self.app.push_screen(
+            PromptScreen(f"{path} exists: Enter replaces it, Esc keeps it", value=str(path)),
+            confirm,
+        )
+
+    def _approve(self, path: Path, *, force: bool = False) -> None:
+        from evaltui import files, rubric_toml
         from evaltui.judge.approval import approve
 
         assert self.judge is not None
         try:
+            # Checked before the approval, which marks the rubric approved and counts a look.
+            files.check_target(path, files.TOML, force=force, new_folder=True)
             file, report = approve(self.store, self.rubric, self.judge, approver=self.rater)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rubric_toml.dump(file, path)
+            files.make_folder(path.parent)
+            rubric_toml.dump(file, path, force=force)
         except (EvaltuiError, OSError) as error:
             show_error(self, error)
             return
