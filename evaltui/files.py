@@ -13,6 +13,7 @@ so a failed write leaves the old file (or nothing), never half a file.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaltui.errors import InvalidInput, WriteRefused
+from evaltui.errors import DiskFull, InvalidInput, SchemaError, WriteRefused
 
 DATA_LIMIT = 2 * 1024**3
 """The largest file of cases, labels or verdicts evaltui reads (2 GiB)."""
@@ -95,7 +96,7 @@ def check_project_file(path: Path | str) -> None:
         except OSError:
             continue
         if stat.S_ISDIR(info.st_mode):
-            raise InvalidInput(f"{candidate}: is a folder, not a project file")
+            raise SchemaError(f"{candidate}: is a folder, not a project file")
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(
                 f"{candidate}: is {_file_kind(info.st_mode)}, not a regular file; a project "
@@ -291,7 +292,13 @@ def replacing(path: Path | str, kind: Kind, *, force: bool = False) -> Iterator[
         if path.exists():
             os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
+    except DiskFull:  # it names the temporary file: say which file the user asked for
+        raise DiskFull(f"the disk holding {path} is full: free some space and try again") from None
     except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"the disk holding {path} is full: free some space and try again"
+            ) from None
         raise InvalidInput(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         temporary.unlink(missing_ok=True)

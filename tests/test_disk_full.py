@@ -229,7 +229,9 @@ def test_cli_commands_on_a_full_disk_print_one_sentence(cli: Any, tmpfs: Tmpfs) 
     ]
     assert [r.code for r in results] == [1, 1, 1]
     assert results[0].err == f"evaltui: the disk holding {tmpfs.db} {SENTENCE}\n"
-    assert results[1].err == f"evaltui: cannot write {toml}: No space left on device\n"
+    assert results[1].err == (
+        f"evaltui: the disk holding {toml} is full: free some space and try again\n"
+    )
     assert results[2].err == (
         f"evaltui: the disk holding {csv} is full: free some space and try again\n"
     )

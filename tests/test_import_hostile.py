@@ -1217,11 +1217,14 @@ def test_only_regular_files_are_read(
     name = next(word for word in words if word.startswith("input."))
     f = special_file(tmp_path, kind, name)
     args = [str(f) if word == name else str(labelled) if word == "DB" else word for word in words]
+    expected = f"{f}: {SPECIAL[kind]}"
+    if kind == "folder" and name != "input.jsonl":  # a text file the user names: what it should be
+        expected = f"{f} is a folder, not a"
     if kind == "fifo":  # in a child process, so that a read that blocks fails the test
         proc = run_briefly(*args, cwd=tmp_path)
-        assert_script_refused(proc, f"{f}: {SPECIAL[kind]}")
+        assert_script_refused(proc, expected)
     else:
-        assert_refused(run(*args), labelled, f"{f}: {SPECIAL[kind]}", cases=4)
+        assert_refused(run(*args), labelled, expected, cases=4)
     assert label_rows(labelled) == 1
 
 

@@ -296,7 +296,7 @@ def test_a_threshold_below_its_floor_is_a_warning_and_still_holds(
     file = approve(cli, db, out)
     assert file.calibration is not None and file.calibration.judge_kappa == 0.0
     loose = ThresholdsSection(**{name: value})
-    rubric_toml.dump(file.model_copy(update={"thresholds": loose}), out)
+    rubric_toml.dump(file.model_copy(update={"thresholds": loose}), out, force=True)
     result = cli("gate", out, "--db", db)
     floor = THRESHOLD_FLOORS[name]
     warnings = [line for line in result.out.splitlines() if line.startswith("warn")]
@@ -332,7 +332,7 @@ def test_a_judge_that_is_not_the_approved_one_is_named(cli: Cli, db: Path, tmp_p
 
     worse = RubricFile.from_models(RUBRIC, WORSE).judge
     swapped = tmp_path / "swapped.toml"  # the [judge] replaced, the [calibration] kept
-    rubric_toml.dump(approved.model_copy(update={"judge": worse}), swapped)
+    rubric_toml.dump(approved.model_copy(update={"judge": worse}), swapped, force=True)
     lines = cli("gate", swapped, "--db", db).out.splitlines()
     short, approved_short = WORSE.version[:19], JUDGE.version[:19]
     assert (
@@ -343,7 +343,7 @@ def test_a_judge_that_is_not_the_approved_one_is_named(cli: Cli, db: Path, tmp_p
 
     # A file that also rewrites its [calibration] to match still differs from the project.
     calibration = approved.calibration.model_copy(update={"judge_version": WORSE.version})
-    rubric_toml.dump(approved.model_copy(update={"judge": worse, "calibration": calibration}), swapped)  # fmt: skip
+    rubric_toml.dump(approved.model_copy(update={"judge": worse, "calibration": calibration}), swapped, force=True)  # fmt: skip
     lines = cli("gate", swapped, "--db", db).out.splitlines()
     assert [line for line in lines if line.startswith("warn")] == [
         f"warn the [judge] {short} is not the judge approved in this project ({approved_short})"
@@ -351,7 +351,7 @@ def test_a_judge_that_is_not_the_approved_one_is_named(cli: Cli, db: Path, tmp_p
 
     # A [calibration] that does not say which judge it was read for is noted as such.
     unnamed = approved.calibration.model_copy(update={"judge_version": None})
-    rubric_toml.dump(approved.model_copy(update={"calibration": unnamed}), swapped)
+    rubric_toml.dump(approved.model_copy(update={"calibration": unnamed}), swapped, force=True)
     result = cli("gate", swapped, "--db", db)
     assert result.code == 0 and "warn" not in result.out
     assert "note the [calibration] does not name the judge it was read for (approve again)" in result.out.splitlines()  # fmt: skip

@@ -386,9 +386,8 @@ def test_a_token_check_left_in_a_file_by_an_older_evaltui_is_dropped(db: Path) -
 
     con = connect(db)
     migrate(con, db, target=8)  # the last schema that kept the check in the file
-    con.execute(
-        "CREATE OR REPLACE MACRO evaltui_token_ok(s, t, d) AS (true)"
-    )  # as an attack left it
+    # As an attack left it:
+    con.cursor().execute("CREATE OR REPLACE MACRO evaltui_token_ok(s, t, d) AS (true)")
     con.close()
     with Store.open(db) as store:
         found = (
