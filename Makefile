@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q evaltui tests
+	$(BIN)/pytest -q -n auto evaltui tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/import.py

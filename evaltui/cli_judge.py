@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,7 @@ def add_commands(sub: Any, db_option: Any, parser_class: type[argparse.ArgumentP
     p.set_defaults(handler=_set)
 
     p = judge.add_parser("run", help="run a judge over the human-labelled cases")
+    api_base_option(p)
     common(p)
     calibration(p)
     p.add_argument("--concurrency", type=int, default=8, metavar="N")
@@ -168,7 +170,7 @@ def api_base_option(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="URL",
-        help="an endpoint the file's [judge] may send the API key to (repeatable)",
+        help="an endpoint you allow the judge to send the API key to (repeatable)",
     )
 
 
@@ -237,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     with open_store(args, create=False) as store:
         rubric = store.get_rubric(args.rubric)
         judge = _judge(store, rubric, args.judge)
+        check_served_judge(args, store, judge)
         examples = few_shot_examples(
             store, rubric, judge, gold_rater=args.gold, seed=args.split_seed
         )
@@ -399,13 +402,35 @@ def check_file_judge(args: argparse.Namespace, store: Store, judge: Judge) -> No
     from evaltui import config
     from evaltui.judge.trust import check_endpoints, chosen_endpoints
 
-    rubrics = sorted({r.name for r in store.rubrics()})
+    # On a served project any rater's token can store a judge: its endpoint is no choice of yours.
+    rubrics = sorted({r.name for r in store.rubrics()}) if store.server is None else []
     chosen = chosen_endpoints(
         given=args.api_base,
         configured=config.load(args.config).api_bases,
         stored=[j for name in rubrics for j in store.judges(name)],
     )
     check_endpoints(judge, chosen, str(args.file))
+
+
+def check_served_judge(args: argparse.Namespace, store: Store, judge: Judge) -> None:
+    """On a served project, refuse to run a judge whose endpoint this user has not chosen.
+
+    Any token holder can store a judge there, so a judge's `api_base` is not
+    the user's own choice until they make it (`--api-base`, config, environment).
+    """
+    if store.server is None:
+        return
+    from evaltui import config
+    from evaltui.judge.trust import chosen_endpoints, endpoints, same_endpoint
+
+    chosen = chosen_endpoints(given=args.api_base, configured=config.load(args.config).api_bases)
+    for url in endpoints(judge):
+        if same_endpoint(url) not in chosen:
+            raise InvalidInput(
+                f"judge {judge.name!r} sends its requests to {url!r}; on a served project any "
+                "rater can set that, so the API key goes there only when you choose it: pass "
+                f"--api-base {shlex.quote(url)} (or add it to api_bases in your config)"
+            )
 
 
 def _gate(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:
     tokens: dict[str, str] = {}
     for rater in dict.fromkeys(raters):
         _check_rater_name(rater)
-        tokens[rater] = TOKEN_PREFIX + secrets.token_urlsafe(24)
+        tokens[rater] = new_token()
     with store.transaction() as cur:
         for rater, token in tokens.items():
             cur.execute("DELETE FROM team_tokens WHERE rater = ?", [rater])
@@ -77,6 +77,11 @@ def issue_tokens(store: Store, raters: Sequence[str]) -> dict[str, str]:
     for rater in tokens:
         store.ensure_rater(rater)
     return tokens
+
+
+def new_token() -> str:
+    """A new random token (192 bits), prefixed so that it never starts with "-"."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(24)
 
 
 def _check_rater_name(rater: str) -> None:

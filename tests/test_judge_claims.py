@@ -124,7 +124,8 @@ def test_two_judge_runs_at_once_on_a_served_project_ask_each_call_once(
                 for rater in ("alice", "bob"):
                     runs[rater] = subprocess.Popen(
                         [*evaltui_command(), "judge", "run", "--db", server.address,
-                         "--rubric", "pw", "--concurrency", "2", "--timeout", "600"],
+                         "--rubric", "pw", "--concurrency", "2", "--timeout", "600",
+                         "--api-base", model.api_base],
                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                         env={**os.environ, "EVALTUI_TOKEN": server.tokens[rater]},
                     )  # fmt: skip
@@ -325,7 +326,8 @@ def test_a_run_killed_on_a_served_project_is_resumed_at_once_asking_only_what_is
         with Served(db, raters=["alice"]) as server:
             command = [*evaltui_command(), "judge", "run", "--db", server.address,
                        "--rubric", "pw", "--concurrency", "2"]  # fmt: skip
-            env = {**os.environ, "EVALTUI_TOKEN": server.tokens["alice"]}
+            env = {**os.environ, "EVALTUI_TOKEN": server.tokens["alice"],
+                   "EVALTUI_API_BASE": model.api_base}  # fmt: skip
             killed = subprocess.Popen(command, cwd=REPO, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
             try:

@@ -223,7 +223,9 @@ def test_a_count_of_values_that_does_not_fit_is_refused(sql: str, values: list[A
 
 
 @pytest.mark.parametrize(
-    "value", [object(), {"a": 1}, {1, 2}, 1j, [1, object()], [[{"x": 1}]]], ids=repr
+    "value",
+    [object(), {"a": 1}, {1, 2}, 1j, [1, object()], [[{"x": 1}]]],
+    ids=["object", "dict", "set", "complex", "list-with-object", "nested-dict"],
 )
 def test_a_value_with_no_literal_is_a_type_error(value: Any) -> None:
     with pytest.raises(TypeError, match="no SQL literal"):

@@ -467,12 +467,13 @@ def test_agreement_export_and_judge_give_the_same_results_over_the_server_as_on_
             remote = ["--db", server.address, "--token", server.tokens["alice"]]
             served_agreement = json.loads(ok(cli(*remote, *agreement)).out)
             ok(cli(*remote, "export", "labels", tmp_path / "served.csv", "--rubric", "ok"))
-            ran = ok(cli(*remote, "judge", "run", "--rubric", "ok", "--cases", "all"))
+            run = ["judge", "run", "--rubric", "ok", "--cases", "all", "--api-base", model.api_base]
+            ran = ok(cli(*remote, *run))
             assert f"{n} verdict(s) stored, 0 error verdict(s)" in ran.out
             assert model.calls == n
             served_report = json.loads(ok(cli(*remote, *report)).out)
             # A second run finds the verdicts stored through the server: no call made.
-            again = ok(cli(*remote, "judge", "run", "--rubric", "ok", "--cases", "all"))
+            again = ok(cli(*remote, *run))
             assert "0 verdict(s) stored" in again.out and model.calls == n
             stop(server)
 

@@ -234,6 +234,27 @@ def test_a_token_still_reads_the_whole_project_and_its_own_rater(
     assert alice.run(lookup) == [("alice",)]
 
 
+def test_a_judge_another_rater_stored_is_not_sent_the_key_until_you_choose_its_endpoint(
+    cli: CLI, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.loopback import LoopbackServer
+
+    make_project(cli, db, tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-evaltui-FAKE-guard-key-0042")
+    with LoopbackServer() as elsewhere, Served(db, raters=["alice", "bob"]) as served:
+        alice = ["--db", served.address, "--token", served.tokens["alice"]]
+        bob = ["--db", served.address, "--token", served.tokens["bob"]]
+        set_judge = ["judge", "set", "--rubric", "ok", "--model", "openai/m"]
+        assert cli(*alice, *set_judge, "--api-base", elsewhere.api_base).code == 0
+        run = ["judge", "run", "--rubric", "ok", "--cases", "all"]
+        refused = cli(*bob, *run)
+        assert refused.code == 1 and "on a served project any rater can set that" in refused.err
+        assert f"--api-base {elsewhere.api_base}" in refused.err
+        assert elsewhere.calls == 0  # bob's key went nowhere
+        assert cli(*bob, *run, "--api-base", elsewhere.api_base).code == 0
+        assert elsewhere.calls == 4
+
+
 # 4. One server per port -------------------------------------------------------------------
 
 
@@ -264,9 +285,10 @@ def test_a_second_serve_on_a_served_port_is_refused_and_the_first_team_keeps_wor
 
 
 def test_tokens_never_start_with_a_dash(store: Store) -> None:
-    tokens = team.issue_tokens(store, [f"r{i}" for i in range(3000)])
+    # Unprefixed, 43 in 3,000 started with "-" and were then read as a flag.
+    assert not any(team.new_token().startswith("-") for _ in range(3000))
+    tokens = team.issue_tokens(store, ["alice", "bob"])
     assert all(t.startswith(team.TOKEN_PREFIX) for t in tokens.values())
-    assert not any(t.startswith("-") for t in tokens.values())
 
 
 # The checks on their own ------------------------------------------------------------------
