@@ -177,3 +177,25 @@ def test_position_bias_of_a_rater_who_always_picks_left(tmp_path: Path, db: Path
     bias = {row["rater"]: row for row in report["position_bias"]}
     assert bias["lefty"]["left"] == 30 and bias["lefty"]["p_value"] < 1e-6
     assert bias["fair"]["left"] == 15 and bias["fair"]["p_value"] == pytest.approx(1.0)
+
+
+def test_a_kappa_interval_on_few_cases_stays_within_minus_one_and_one(
+    cli, tmp_path: Path, db: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # alice and bob: 4 pass/pass, 1 pass/fail, 4 fail/fail. κ ± 1.96·SE reaches 1.18.
+    pairs = [("pass", "pass")] * 4 + [("pass", "fail")] + [("fail", "fail")] * 4
+    cases = write_jsonl(
+        tmp_path / "c.jsonl", [{"id": f"c{i}", "input": "q", "output": "a"} for i in range(9)]
+    )
+    assert cli("import", cases, "--db", db).code == 0
+    assert cli("rubric", "import", write_rubric(tmp_path / "ok.toml"), "--db", db).code == 0
+    rubric = Rubric(name="ok", kind=RubricKind.binary, question="Is it right?")
+    with Store.open(db) as store:
+        for i, (a, b) in enumerate(pairs):
+            store.add_label(f"c{i}", rubric, "alice", a)
+            store.add_label(f"c{i}", rubric, "bob", b)
+    result = cli("agreement", "--rubric", "ok", "--db", db, "--json")
+    pair = json.loads(result.out)["pairs"][0]
+    reference = cohens_kappa(np.array([[4.0, 1.0], [0.0, 4.0]]))
+    assert reference.kappa_upp > 1.0  # the unclipped interval
+    assert pair["kappa_ci"] == pytest.approx([reference.kappa_low, 1.0], abs=1e-4)

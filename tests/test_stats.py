@@ -249,6 +249,18 @@ def test_cohen_kappa_defined_for_large_nearly_constant_tables():
 # ---------------------------------------------------------------------------
 
 
+def test_analytic_ci_is_clipped_to_the_range_of_kappa():
+    # statsmodels gives the Wald interval as it comes: past 1 on few cases.
+    table = np.array([[4.0, 0.0], [1.0, 4.0]])
+    ref = sm_cohens_kappa(table)
+    assert ref.kappa_upp > 1.0
+    low, high = kappa_analytic_ci(table)
+    assert (low, high) == pytest.approx((ref.kappa_low, 1.0), **TOL)
+    disagree = np.array([[0.0, 4.0], [4.0, 1.0]])
+    assert sm_cohens_kappa(disagree).kappa_low < -1.0
+    assert kappa_analytic_ci(disagree)[0] == -1.0
+
+
 def test_analytic_ci_uses_the_same_normal_quantile_as_statsmodels():
     # statsmodels' KappaResults uses alpha = 0.025 per side: norm.isf(0.025).
     assert scipy_stats.norm.isf(0.025) == pytest.approx(Z95, rel=1e-15)
@@ -271,7 +283,11 @@ def test_analytic_ci_matches_statsmodels(case):
         assert math.isnan(ref.kappa), f"ours is None but statsmodels' κ is {ref.kappa}"
         return
     low, high = ours
-    assert (low + high) / 2 == pytest.approx(ref.kappa, **TOL)
+    # Ours is statsmodels' interval clipped to [-1, 1], the range of κ; the centre and
+    # width are compared where nothing was clipped.
+    clipped = low == -1.0 or high == 1.0
+    if not clipped:
+        assert (low + high) / 2 == pytest.approx(ref.kappa, **TOL)
     # The variance is a difference of O(1) terms divided by n (1 − p_e)²; where it is zero in
     # exact arithmetic (κ = 1, or one rater constant) each side may land on ±1e-14, and
     # statsmodels takes sqrt of the negative (NaN) where ours clamps at 0. Compare the
@@ -281,12 +297,15 @@ def test_analytic_ci_matches_statsmodels(case):
     noise = 1e-14 / (n * (1 - pe) ** 2)
     variance = float(ref.var_kappa)
     assert variance > -noise
-    assert ((high - low) / (2 * Z95)) ** 2 == pytest.approx(max(variance, 0.0), rel=1e-9, abs=noise)
+    if not clipped:
+        width = ((high - low) / (2 * Z95)) ** 2
+        assert width == pytest.approx(max(variance, 0.0), rel=1e-9, abs=noise)
     slack = Z95 * (math.sqrt(max(variance, 0.0) + noise) - math.sqrt(max(variance - noise, 0.0)))
     half = Z95 * math.sqrt(max(variance, 0.0))
     ref_low, ref_high = (ref.kappa_low, ref.kappa_upp) if variance >= 0 else (ref.kappa,) * 2
     assert np.isfinite([ref_low, ref_high]).all()
     assert ref_low == pytest.approx(ref.kappa - half, **TOL)
+    ref_low, ref_high = max(ref_low, -1.0), min(ref_high, 1.0)
     assert low == pytest.approx(ref_low, rel=1e-9, abs=max(1e-12, slack))
     assert high == pytest.approx(ref_high, rel=1e-9, abs=max(1e-12, slack))
 

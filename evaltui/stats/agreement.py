@@ -77,7 +77,8 @@ def cohen_kappa(t: Table) -> float | None:
 
 
 def kappa_analytic_ci(t: Table, z: float = Z95) -> tuple[float, float] | None:
-    """κ ± z·SE, with the large-sample variance of Fleiss, Cohen & Everitt (1969).
+    """κ ± z·SE, with the large-sample variance of Fleiss, Cohen & Everitt (1969),
+    clipped to [−1, 1], the range κ can take.
 
     var(κ) = [Σ_i p_ii (1 − (r_i + c_i)(1 − κ))²
               + (1 − κ)² Σ_{i≠j} p_ij (c_i + r_j)²
@@ -85,6 +86,11 @@ def kappa_analytic_ci(t: Table, z: float = Z95) -> tuple[float, float] | None:
 
     >>> [round(x, 3) for x in kappa_analytic_ci(np.array([[40., 10.], [5., 45.]]))]
     [0.561, 0.839]
+
+    On few cases κ ± z·SE can pass 1 (here 1.18); no κ lies there:
+
+    >>> [round(x, 3) for x in kappa_analytic_ci(np.array([[4., 0.], [1., 4.]]))]
+    [0.385, 1.0]
     """
     kappa = cohen_kappa(t)
     if kappa is None:
@@ -100,7 +106,7 @@ def kappa_analytic_ci(t: Table, z: float = Z95) -> tuple[float, float] | None:
         n * (1 - pe) ** 2
     )
     se = float(np.sqrt(max(variance, 0.0)))
-    return kappa - z * se, kappa + z * se
+    return max(kappa - z * se, -1.0), min(kappa + z * se, 1.0)
 
 
 @dataclass(frozen=True)
