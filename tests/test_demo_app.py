@@ -72,3 +72,29 @@ def test_demo_command_starts_and_quits_in_a_terminal(tmp_path: Path) -> None:
     os.write(fd, b"q")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def test_the_home_selection_is_kept_after_each_sub_screen(tmp_path: Path) -> None:
+    # Before, the cursor went back to the first rubric, so the next key acted on the wrong one.
+    db = build_demo_project(tmp_path)
+    with Store.open(db) as store:
+        app = EvaltuiApp(store)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            home = app.screen
+            table = home.query_one("#rubrics", DataTable)
+
+            def selected() -> str:
+                row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+                return str(row_key.value)
+
+            await pilot.press("down")
+            assert selected() == "resolves-issue"
+            for key in ("enter", "J", "F"):  # label, judge, failure modes
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.screen is not home, key
+                await pilot.press("escape")
+                await pilot.pause()
+                assert app.screen is home, key
+                assert selected() == "resolves-issue", key

@@ -85,6 +85,7 @@ class HomeScreen(Screen[None]):
             Text(field(f"{count} case{'s' if count != 1 else ''} in {self.store.path}"))
         )
         table = self.query_one("#rubrics", DataTable)
+        selected, row = self._selected(), table.cursor_row
         table.clear()
         for rubric in self.store.rubrics():
             kind = "pair" if rubric.kind is RubricKind.pairwise else "single"
@@ -104,6 +105,11 @@ class HomeScreen(Screen[None]):
             ]
             # Cells are Text: a DataTable would read plain strings (rater names) as markup.
             table.add_row(*(Text(field(c)) for c in cells), key=rubric.name)
+        # Keep the selection: the next key (Enter, A, J, F, S) acts on the rubric it did.
+        if selected is not None and selected in table.rows:
+            row = table.get_row_index(selected)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
         self.query_one("#sessions", Static).update(self._sessions_text())
         hint = (
             f"Enter: label the selected rubric as {field(self.rater)}   "
