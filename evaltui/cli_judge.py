@@ -447,7 +447,7 @@ def _gate(args: argparse.Namespace) -> int:
     )
     from evaltui.judge.calibration import calibration_report
     from evaltui.rubric_toml import ThresholdsSection
-    from evaltui.store.verdicts import answered, approved_judge_version
+    from evaltui.store.verdicts import GATE, answered, approved_judge_version
 
     parsed = rubric_toml.load(args.file)
     judge = parsed.to_judge()
@@ -478,7 +478,7 @@ def _gate(args: argparse.Namespace) -> int:
             )
         report = calibration_report(
             store, rubric, judge, gold_rater=args.gold, split=APPROVAL_SPLIT,
-            seed=seed or 0, purpose="gate",
+            seed=seed or 0, purpose=GATE,
         )  # fmt: skip
         approved = approved_judge_version(store, rubric.name)
     for warning in threshold_warnings(thresholds) + judge_warnings(

@@ -397,6 +397,24 @@ def test_gate_passes_when_judge_and_humans_agree(cli: Cli, approved: Path, db: P
     assert lines[-1] == f"gate: tone passes ({len(TEST)} test cases)"
 
 
+def test_a_gate_reading_the_test_split_is_not_a_look_at_it(
+    cli: Cli, approved: Path, db: Path
+) -> None:
+    with Store.open(db) as store:
+        looks = count_test_views(store, "tone")  # approve's
+    assert looks == 1
+    for _ in range(3):  # CI on three pushes
+        assert gate(cli, approved, db).code == 0
+    with Store.open(db) as store:
+        assert count_test_views(store, "tone") == looks
+        reads = store.cursor().execute(
+            "SELECT count(*) FROM test_views WHERE rubric = 'tone' AND purpose = 'gate'"
+        )
+        assert reads.fetchone() == (3,)  # each read is still on record
+    report = cli("judge", "report", "--rubric", "tone", "--db", db, "--split", "test")
+    assert f"test set viewed {looks + 1} time(s)" in report.out
+
+
 def test_gate_fails_when_a_rerun_judge_disagrees(cli: Cli, approved: Path, db: Path) -> None:
     give_verdicts(db, JUDGE, {c: flip(GOLD[c]) for c in TEST[: len(TEST) // 2]}, later=5)
     result = gate(cli, approved, db)

@@ -233,10 +233,16 @@ def split_of(case_id: str, seed: int) -> Split:
     return "test"
 
 
+GATE = "gate"
+"""The purpose of a gate's read: recorded, but not a look (CI gates on every push)."""
+
+
 def look_at_split(store: Store, rubric: str, split: str, judge_version: str, purpose: str) -> int:
     """Count a read of the rubric's figures on `split` when it includes test; return the looks so far.
 
     `all` includes the test split, so it counts too; `dev` and `train` do not.
+    A gate's read is recorded but is not a look: nobody sees figures to tune
+    the judge on, and counted it would make the counter mean "CI runs".
     """
     if split in ("test", "all"):
         store.cursor().execute(
@@ -247,7 +253,9 @@ def look_at_split(store: Store, rubric: str, split: str, judge_version: str, pur
 
 def count_test_views(store: Store, rubric: str) -> int:
     """How many times the rubric's test split has been looked at."""
-    row = store.cursor().execute("SELECT count(*) FROM test_views WHERE rubric = ?", [rubric])
+    row = store.cursor().execute(
+        "SELECT count(*) FROM test_views WHERE rubric = ? AND purpose <> ?", [rubric, GATE]
+    )
     return int(row.fetchone()[0])  # type: ignore[index]
 
 
