@@ -836,3 +836,22 @@ def test_approve_over_a_served_project_names_the_tokens_rater_and_the_gate_reads
     assert on_file is not None and on_file.approved_by == "carol"
     same = {"approved_by", "approved_at"}
     assert served.model_dump(exclude=same) == on_file.model_dump(exclude=same)
+
+
+def test_a_judge_that_answers_the_same_every_time_is_called_what_it_is(
+    cli: Cli, db: Path, tmp_path: Path
+) -> None:
+    make_project(db)
+    give_verdicts(db, JUDGE, {c: "fail" for c in agreeing()})  # fail, whatever the case
+    report = cli("judge", "report", "--rubric", "tone", "--db", db, "--split", "test", "--json")
+    figures = json.loads(report.out)
+    assert figures["judge_kappa"] == 0.0 and figures["judge_constant"] == "fail"
+    said = f"the judge answered fail on all {len(TEST)} cases"
+    assert figures["reading"].startswith(said + ": it tells no case from another")
+    assert "slight" not in figures["reading"]
+    text = cli("judge", "report", "--rubric", "tone", "--db", db, "--split", "test").out
+    assert said in text and "slight" not in text
+    out = tmp_path / "constant.toml"
+    approve(cli, db, out)
+    lines = gate(cli, out, db).out.splitlines()
+    assert f"FAIL judge κ 0.000 on {len(TEST)} cases (needs ≥ 0.5): {said}" in lines

@@ -16,6 +16,7 @@ from evaltui.judge.calibration import (
     ReportSplit,
     calibration_report,
     case_split,
+    constant_words,
     digest,
     gold_labels,
     outcomes,
@@ -122,10 +123,13 @@ def gate_checks(report: dict[str, Any], thresholds: ThresholdsSection) -> list[C
             )
         )
     kappa = report["judge_kappa"]
+    constant = report.get("judge_constant")
+    why = f": {constant_words(constant, report['n'])}" if constant is not None else ""
     checks.append(
         Check(
             kappa is not None and kappa >= thresholds.judge_kappa,
-            f"judge κ {_num(kappa)} on {report['n']} cases (needs ≥ {thresholds.judge_kappa})",
+            f"judge κ {_num(kappa)} on {report['n']} cases (needs ≥ {thresholds.judge_kappa})"
+            + why,
         )
     )
     for key in ("tpr", "tnr"):

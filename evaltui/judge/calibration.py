@@ -191,6 +191,7 @@ def calibration_report(
         "errors": len(done) - len(ok),
         "pending": len(scored) - len(done),
         "no_gold": gold.no_gold,
+        "judge_constant": said[0] if said and len(set(said)) == 1 else None,
         "judge_kappa": figures["kappa"],
         "judge_kappa_ci": figures["kappa_ci"],
         "judge_kappa_ci_bootstrap": figures["kappa_ci_bootstrap"],
@@ -338,6 +339,12 @@ def reading(report: dict[str, Any]) -> str:
         )
     if kappa is None:
         return "κ is undefined: judge and humans each gave a single value throughout"
+    constant = report.get("judge_constant")
+    if constant is not None:  # κ is 0 by construction and its interval has no width
+        return (
+            f"{constant_words(constant, n)}: it tells no case from another, so κ is 0 "
+            "whatever the humans said"
+        )
     low, high = report["judge_kappa_ci"] or (kappa, kappa)
     text = f"judge κ {kappa:.2f} [{low:.2f}, {high:.2f}] against the humans: {st.strength(kappa)}"
     if report.get("tpr") is not None and report.get("tnr") is not None:
@@ -345,6 +352,15 @@ def reading(report: dict[str, Any]) -> str:
     if report["errors"]:
         text += f"; {report['errors']} error verdict(s) left out"
     return text
+
+
+def constant_words(value: str, n: int) -> str:
+    """What a judge that gave one answer throughout did, in words.
+
+    >>> constant_words("fail", 27)
+    'the judge answered fail on all 27 cases'
+    """
+    return f"the judge answered {value} on all {n} cases"
 
 
 def digest(lines: list[str]) -> str:
