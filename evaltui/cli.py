@@ -317,6 +317,11 @@ def _session_create(args: argparse.Namespace) -> int:
         + (f", stratified by {field(session.by_field)}" if session.by_field else "")
         + ")"
     )
+    if args.sample is not None and args.sample > len(session.case_ids):
+        echo(
+            f"  --sample {args.sample} asked for more cases than rubric {field(session.rubric)} "
+            f"has: the session holds all {len(session.case_ids)}"
+        )
     for rater in session.raters:
         command = ["evaltui", "label", "--rubric", session.rubric, "--rater", rater,
                    "--session", session.name]  # fmt: skip

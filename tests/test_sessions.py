@@ -42,6 +42,19 @@ def test_stratified_sample_is_proportional_and_seeded(cli, project: Path) -> Non
         assert abs(drawn[topic] - 32 * size / 64) < 1  # proportional allocation
 
 
+def test_a_sample_larger_than_the_rubrics_cases_says_so(cli, project: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--db", project, "session", "create", "big", "--rubric", "resolves-issue",
+                 "--raters", "alice,bob", "--sample", "500")  # fmt: skip
+    assert result.code == 0, result.err
+    assert "64 cases of resolves-issue" in result.out
+    assert (
+        "--sample 500 asked for more cases than rubric resolves-issue has: the session holds all 64"
+    ) in result.out
+    exact = cli("--db", project, "session", "create", "all", "--rubric", "resolves-issue",
+                "--raters", "alice,bob", "--sample", "64")  # fmt: skip
+    assert "asked for more" not in exact.out
+
+
 def test_session_errors(cli, project: Path) -> None:  # type: ignore[no-untyped-def]
     base = ("--db", project, "session", "create")
     assert (
