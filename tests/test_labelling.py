@@ -10,6 +10,7 @@ from rich.console import Console
 from textual.widgets import Input, Static
 
 from evaltui.config import Config
+from evaltui.errors import InvalidInput
 from evaltui.labelling import shown_swapped
 from evaltui.store import Store
 from evaltui.ui.app import EvaltuiApp
@@ -241,6 +242,24 @@ async def test_keymap_from_config_remaps_label_keys(project: Path) -> None:
             assert {"y", "x"} <= footer_keys and "p" not in footer_keys
         values = [lb.value for lb in store.current_labels("resolves-issue", "erin")]
         assert values == ["pass", "fail"]
+
+
+def test_a_keymap_that_makes_two_bindings_share_a_key_is_refused_naming_both(
+    cli, project: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "config.toml"
+    config.write_text('[keymap]\n"label.fail" = "n"\n', encoding="utf-8")
+    result = cli("--config", config, "--db", project, "label", "--rubric", "resolves-issue")
+    assert result.code == 1, result.out
+    assert result.err == (
+        "evaltui: keymap: 'label.fail' = 'n' gives 'n' to two bindings of the binary label "
+        "screen: label.fail and label.note; choose another key, or remap label.note too\n"
+    )
+    with Store.open(project) as store:
+        with pytest.raises(InvalidInput, match=r"label\.fail and label\.note"):
+            EvaltuiApp(store, Config(rater="erin", keymap={"label.fail": "n"}))
+        # Swapping two keys gives each one binding: allowed.
+        EvaltuiApp(store, Config(rater="erin", keymap={"label.pass": "f", "label.fail": "p"}))
 
 
 async def test_help_lists_every_binding_with_its_id(project: Path) -> None:

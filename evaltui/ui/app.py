@@ -19,6 +19,7 @@ from evaltui.models import RubricKind
 from evaltui.store import Store
 from evaltui.text import field
 from evaltui.ui.guard import noticing, show_error
+from evaltui.ui.keymap import check_keymap, screens
 from evaltui.ui.screens.home import HomeScreen
 from evaltui.ui.screens.kinds import BinaryLabelScreen, PairwiseLabelScreen
 from evaltui.ui.screens.label import Clock, LabelScreen
@@ -50,6 +51,7 @@ class EvaltuiApp(App[None]):
         self.store = store
         """The open project."""
         self.config = config or Config()
+        check_keymap(self.config.keymap, screens())  # before anything is drawn
         if store.rater is not None:  # a served project: the token says who is labelling
             self.config = self.config.model_copy(update={"rater": store.rater})
         self._start_label = label
