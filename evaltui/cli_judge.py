@@ -215,7 +215,7 @@ def _set(args: argparse.Namespace) -> int:
             prompt = files.read_text(args.prompt_file, "prompt template file")
         else:
             prompt = default_template(rubric)
-        check_template(prompt)
+        check_template(prompt, rubric.kind)
         judge = Judge(
             name=args.judge,
             rubric=rubric.name,

@@ -170,7 +170,7 @@ def loads(text: str, *, source: str = "<toml>") -> RubricFile:
     judge = parsed.to_judge()
     if judge is not None:
         try:
-            check_template(judge.prompt)
+            check_template(judge.prompt, parsed.to_rubric().kind)
         except InvalidInput as error:
             raise InvalidInput(f"{source}: {error}") from None
     stated = parsed.judge.version if parsed.judge is not None else None

@@ -640,6 +640,26 @@ def test_judge_set_refuses_an_unknown_prompt_field(cli: Cli, db: Path, tmp_path:
     assert cli("judge", "set", "--rubric", "tone", "--db", db, "--model", "openai/x", "--prompt-file", prompt).code == 0  # fmt: skip
 
 
+def test_a_prompt_file_with_json_braces_or_without_the_reply_says_what_to_write(
+    cli: Cli, db: Path, tmp_path: Path
+) -> None:
+    make_project(db)
+    prompt = tmp_path / "prompt.txt"
+    set_judge = ["judge", "set", "--rubric", "tone", "--db", db, "--model", "openai/x",
+                 "--prompt-file", prompt]  # fmt: skip
+    prompt.write_text('Grade {output}.\nAnswer as {"verdict": "pass"}.\n')
+    err = one_line_error(cli(*set_judge))
+    assert 'unknown field {"verdict": "pass"}' in err
+    assert "write {{ and }} for braces the judge should see, as in JSON" in err
+    prompt.write_text("Is this right? {question}\n{input}\n")  # the judge never sees the reply
+    err = one_line_error(cli(*set_judge))
+    assert "it never shows the judge the reply: a binary rubric's prompt needs {output}" in err
+    with Store.open(db) as store:
+        assert store.judges("tone") == []
+    prompt.write_text('Grade {output}.\nAnswer as {{"verdict": "pass"}}.\n')
+    assert cli(*set_judge).code == 0
+
+
 def test_judge_report_without_a_judge_says_how_to_add_one(cli: Cli, db: Path) -> None:
     make_project(db)
     err = one_line_error(cli("judge", "report", "--rubric", "tone", "--db", db))

@@ -39,8 +39,10 @@ from tests.test_judge_approve_gate import (  # noqa: F401  (_templates: the proj
     one_line_error,
 )
 
-CHANCE = JUDGE.model_copy(update={"name": "chance", "prompt": "Grade: {question}"})
-"""A judge whose prompt shows no reply, so the loopback judge answers fail every time (κ 0)."""
+CHANCE = JUDGE.model_copy(
+    update={"name": "chance", "prompt": "Grade: {question}\n{output}\n[expect:fail]"}
+)
+"""A judge whose prompt ends in its own mark, so the loopback judge answers fail every time (κ 0)."""
 
 
 @pytest.fixture

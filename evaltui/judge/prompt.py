@@ -81,8 +81,9 @@ def default_template(rubric: Rubric) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def check_template(template: str) -> None:
-    """Refuse a template that names an unknown field, formats one, or has unbalanced braces.
+def check_template(template: str, kind: RubricKind | None = None) -> None:
+    """Refuse a template that names an unknown field, formats one, or has unbalanced braces;
+    given the rubric's `kind`, also one that never shows the judge the reply it judges.
 
     A field is its name in braces and nothing else: a format spec (`{output:d}`), a
     conversion (`{output!r}`), an index or attribute (`{output[0]}`, `{output.x}`) or a
@@ -92,7 +93,11 @@ def check_template(template: str) -> None:
     >>> check_template("Grade {reply}")
     Traceback (most recent call last):
     ...
-    evaltui.errors.InvalidInput: judge prompt: unknown field {reply}; fields: question, pass, fail, checklist, examples, input, output, output_a, output_b
+    evaltui.errors.InvalidInput: judge prompt: unknown field {reply}; fields: question, pass, fail, checklist, examples, input, output, output_a, output_b (write {{ and }} for braces the judge should see, as in JSON)
+    >>> check_template("Grade {input}", RubricKind.binary)
+    Traceback (most recent call last):
+    ...
+    evaltui.errors.InvalidInput: judge prompt: it never shows the judge the reply: a binary rubric's prompt needs {output}
     >>> check_template("Grade {output:d}")
     Traceback (most recent call last):
     ...
@@ -121,10 +126,19 @@ def check_template(template: str) -> None:
             if base in FIELDS:
                 raise InvalidInput(_formatted(placeholder, base))
             raise InvalidInput(
-                f"judge prompt: unknown field {placeholder}; fields: {', '.join(FIELDS)}"
+                f"judge prompt: unknown field {placeholder}; fields: {', '.join(FIELDS)} "
+                "(write {{ and }} for braces the judge should see, as in JSON)"
             )
         if spec or conversion:
             raise InvalidInput(_formatted(placeholder, name))
+    if kind is not None:
+        needed = ("output",) if kind is RubricKind.binary else ("output_a", "output_b")
+        missing = [name for name in needed if name not in {f[0] for f in fields}]
+        if missing:
+            raise InvalidInput(
+                f"judge prompt: it never shows the judge the reply: a {kind.value} rubric's "
+                f"prompt needs {' and '.join('{' + name + '}' for name in missing)}"
+            )
 
 
 def _formatted(placeholder: str, name: str) -> str:

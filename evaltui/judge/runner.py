@@ -174,7 +174,7 @@ async def run(
             f"judge {judge.name!r} holds verdicts imported from {judge.source}; it cannot be run"
         )
     check_params(judge.params, f"judge {judge.name!r}: params.")
-    check_template(judge.prompt)  # a version stored before templates were checked as strictly
+    check_template(judge.prompt, rubric.kind)  # one stored before templates were checked so
     by_key = {call.key: call for call in calls}  # a call listed twice is made once
     progress = Progress(total=len(by_key))
     if not by_key:

@@ -173,7 +173,7 @@ class JudgeScreen(Screen[None]):
             prompt = edited(prompt, base.prompt)
         if not model:
             raise EvaltuiError("enter a model first, e.g. openai/gpt-4o-mini")
-        check_template(prompt)
+        check_template(prompt, self.rubric.kind)
         return Judge(
             name=base.name if base else "default",
             rubric=self.rubric.name,
