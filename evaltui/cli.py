@@ -43,12 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"evaltui {__version__}")
     db_option(parser, top=True)
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="config file (default: ~/.config/evaltui/config.toml)",
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("demo", help="copy the sample data into a fresh project and open it")

@@ -19,7 +19,7 @@ def project_target(text: str) -> Path | str:
 
 
 def db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    """Add `--db` and `--token` to a parser."""
+    """Add `--db`, `--token` and `--config` to a parser (before or after the command alike)."""
     # Only the top-level parser sets defaults: a subcommand's default would
     # overwrite `evaltui --db X COMMAND`.
     parser.add_argument(
@@ -34,6 +34,12 @@ def db_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
         default=None if top else argparse.SUPPRESS,
         help=f"your token for a served project (default: ${TOKEN_VARIABLE}, which, unlike "
         "--token, other users of the machine cannot see)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None if top else argparse.SUPPRESS,
+        help="config file (default: ~/.config/evaltui/config.toml)",
     )
 
 

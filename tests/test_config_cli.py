@@ -151,3 +151,18 @@ def test_the_store_refuses_an_empty_rater_name(store: Store) -> None:
     with pytest.raises(InvalidInput, match="a rater's name must not be empty"):
         store.ensure_rater("")
     assert store.raters() == []
+
+
+def test_config_is_read_before_or_after_the_command_like_db(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import write_rubric
+
+    # Before, `evaltui label --config FILE` was refused by the parser.
+    config = tmp_path / "config.toml"
+    config.write_text('[keymap]\n"label.fail" = "n"\n', encoding="utf-8")  # refused, if read
+    db = tmp_path / "p.duckdb"
+    assert cli("rubric", "import", write_rubric(tmp_path / "ok.toml"), "--db", db).code == 0
+    after = cli("label", "--rubric", "ok", "--db", db, "--config", config)
+    before = cli("--config", config, "label", "--rubric", "ok", "--db", db)
+    for result in (after, before):
+        assert result.code == 1
+        assert result.err.startswith("evaltui: keymap: 'label.fail' = 'n' gives 'n'"), result.err
