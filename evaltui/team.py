@@ -24,7 +24,7 @@ import duckdb
 
 from evaltui.errors import EvaltuiError, InvalidInput
 from evaltui.store import Store, guard
-from evaltui.store.db import Cursor, now
+from evaltui.store.db import Cursor, now, process_words, short_command
 from evaltui.store.literals import literal
 from evaltui.store.server import (
     DEFAULT_PORT,
@@ -203,11 +203,9 @@ def port_holder(port: int) -> str | None:
             fds = os.listdir(f"/proc/{pid}/fd")
             if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
                 continue
-            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        command = " ".join(w.decode(errors="replace") for w in words if w)
-        command = command if len(command) <= 80 else command[:77] + "..."
+        command = short_command(process_words(int(pid)))
         return f"PID {pid} ({command})"
     return None
 

@@ -57,7 +57,17 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _process_words(pid: int) -> list[str]:
+def short_command(words: list[str]) -> str:
+    """A command line for a message: its words on one line, at most 80 characters.
+
+    >>> short_command(["python", "-m", "evaltui", "serve"])
+    'python -m evaltui serve'
+    """
+    command = " ".join(" ".join(words).split())
+    return command if len(command) <= 80 else command[:77] + "..."
+
+
+def process_words(pid: int) -> list[str]:
     """The command line of a running process as its words, or [] when it cannot be read."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -93,9 +103,8 @@ def locked_message(path: Path, error: duckdb.Error) -> str:
     holder = "another process"
     if match is not None:
         pid = int(match["pid"])
-        words = _process_words(pid)
-        command = " ".join(" ".join(words).split()) or match["program"]
-        command = command if len(command) <= 80 else command[:77] + "..."
+        words = process_words(pid)
+        command = short_command(words) or match["program"]
         holder = f"another process (PID {pid}: {command})"
     served = _served_at(words)
     if served is not None and match is not None:
